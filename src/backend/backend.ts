@@ -1,0 +1,85 @@
+/**
+ * The one small interface between model code and compute kernels.
+ *
+ * Two implementations: `ReferenceBackend` (plain TypeScript, readable, slow; the algorithmic
+ * reference) and `NativeBackend` (C addon, AVX2/FMA with a portable fallback, own thread pool).
+ * Tests run both on the same inputs. Model code only ever sees this interface.
+ *
+ * Numerics follow llama.cpp's CPU backend so that logits match it:
+ *  - matmul activations are converted to the weight's "vec-dot type" before the dot product:
+ *    F32 -> f32, F16 -> f16, BF16 -> bf16, Q8_0/Q4_0 -> Q8_0 blocks, Q4_K/Q5_K/Q6_K -> Q8_K blocks;
+ *  - attention: q is rounded to f16 (the KV cache is f16), scores and softmax in f32.
+ * All calls are synchronous and write into caller-owned output arrays.
+ */
+import type { Tensor } from '../tensor.js';
+
+export interface MatmulArgs {
+  /** [T, N] output, overwritten */
+  y: Float32Array;
+  /** [T, K] input rows */
+  x: Float32Array;
+  /** [N, K] weight, any supported type */
+  w: Tensor;
+  T: number;
+}
+
+export interface MoeFfnArgs {
+  /** [T, D] output, overwritten: out[t] = Σ_j weights[t,j] · down_e( act(gate_e·x_t) ⊙ (up_e·x_t) ), e = ids[t,j] */
+  out: Float32Array;
+  /** [T, D] input rows */
+  x: Float32Array;
+  /** [E, F, D] */
+  gate: Tensor;
+  /** [E, F, D] */
+  up: Tensor;
+  /** [E, D, F] */
+  down: Tensor;
+  /** [T, K] selected expert ids; an id < 0 means "slot unused" (skipped, contributes nothing) */
+  ids: Int32Array;
+  /** [T, K] gate weights of the selected experts */
+  weights: Float32Array;
+  T: number;
+  /** experts per token (slots per row of ids/weights) */
+  K: number;
+}
+
+export interface AttentionArgs {
+  /** [T, H, Dh] output, overwritten */
+  out: Float32Array;
+  /** [T, H, Dh] queries for positions pos0 .. pos0+T-1, RoPE already applied */
+  q: Float32Array;
+  /** [ctx, Hkv, Dh] f16 bit patterns; rows 0 .. pos0+T-1 are filled (incl. this batch) */
+  kCache: Uint16Array;
+  /** [ctx, Hkv, Dh] f16 bit patterns */
+  vCache: Uint16Array;
+  T: number;
+  pos0: number;
+  nHead: number;
+  nHeadKv: number;
+  headDim: number;
+  /** multiplier applied to q·k (usually 1/sqrt(Dh)) */
+  scale: number;
+}
+
+export interface GetRowsArgs {
+  /** [n, K] output rows, dequantized to f32 */
+  out: Float32Array;
+  /** [R, K] table (e.g. token embeddings) */
+  w: Tensor;
+  rows: ArrayLike<number>;
+}
+
+export interface Backend {
+  readonly name: string;
+  readonly threads: number;
+  /** y = x · Wᵀ */
+  matmul(a: MatmulArgs): void;
+  /** Fused SwiGLU MoE FFN over the selected experts only, tokens grouped by expert (ggml mul_mat_id). */
+  moeFfn(a: MoeFfnArgs): void;
+  /** Causal multi-head attention (GQA: head h reads KV head floor(h / (H/Hkv))). */
+  attention(a: AttentionArgs): void;
+  /** Embedding lookup with dequantization. */
+  getRows(a: GetRowsArgs): void;
+  /** Release threads and native resources. Idempotent. */
+  dispose(): void;
+}
