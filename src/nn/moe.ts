@@ -1,0 +1,128 @@
+/**
+ * The shared MoE block: router variants, the routed experts (one fused backend call over the selected
+ * experts only), shared experts with an optional sigmoid gate, and the dense SwiGLU FFN they reuse.
+ *
+ * Router variants (../shared/research/algorithms.md §2.1, llama.cpp `build_moe_ffn`):
+ *   softmax → top-k → (renormalise?) → ×scale     Mixtral / Qwen3-MoE renormalise; OLMoE, Qwen2-MoE, DeepSeek-V1 do not
+ *   sigmoid (+ selection-only bias) → top-k → …     DeepSeek-V3 style (scores unbiased, bias used only to pick)
+ * Top-k-then-softmax (Mixtral's HF code) equals softmax-then-top-k-then-renormalise; we compute the latter,
+ * as llama.cpp does, so the numerics match it.
+ */
+import type { Backend } from '../backend/backend.js';
+import type { Tensor } from '../tensor.js';
+import { siluMul, sigmoid, softmax } from './ops.js';
+
+export interface RouterOptions {
+  /** how router logits become scores: softmax over all E, or independent sigmoids */
+  scoring: 'softmax' | 'sigmoid';
+  /** renormalise the K selected weights to sum to 1 */
+  normalize: boolean;
+  /** multiply the final weights (DeepSeek-V2/V3 `routed_scaling_factor`); 1 = off */
+  scale: number;
+  /** added to scores for *selection only* (DeepSeek-V3 `e_score_correction_bias`); [E] */
+  selectionBias?: Float32Array;
+}
+
+export interface Routing {
+  /** [T, K] selected experts, best first; -1 = unused slot */
+  ids: Int32Array;
+  /** [T, K] gate weights */
+  weights: Float32Array;
+  /** [T, E] scores before selection (softmax probabilities or sigmoids) */
+  scores: Float32Array;
+}
+
+/** Pure routing function: router logits [T, E] → top-K experts and weights per token. */
+export function route(logits: Float32Array, T: number, E: number, K: number, o: RouterOptions): Routing {
+  const ids = new Int32Array(T * K);
+  const weights = new Float32Array(T * K);
+  const scores = new Float32Array(T * E);
+  const sel = new Float32Array(E);
+  for (let t = 0; t < T; t++) {
+    if (o.scoring === 'softmax') softmax(scores, logits, E, t * E, t * E);
+    else for (let e = 0; e < E; e++) scores[t * E + e] = Math.fround(sigmoid(logits[t * E + e]));
+    for (let e = 0; e < E; e++) sel[e] = scores[t * E + e] + (o.selectionBias ? o.selectionBias[e] : 0);
+    // top-K by repeated max: K ≤ E is small (≤ 16 in practice); ties go to the lower id.
+    let sum = 0;
+    for (let j = 0; j < K; j++) {
+      let best = -1;
+      let bestV = -Infinity;
+      for (let e = 0; e < E; e++) if (sel[e] > bestV) { bestV = sel[e]; best = e; }
+      ids[t * K + j] = best;
+      weights[t * K + j] = scores[t * E + best];
+      sum += weights[t * K + j];
+      sel[best] = -Infinity;
+    }
+    if (o.normalize) for (let j = 0; j < K; j++) weights[t * K + j] = Math.fround(weights[t * K + j] / Math.fround(sum));
+    if (o.scale !== 1) for (let j = 0; j < K; j++) weights[t * K + j] = Math.fround(weights[t * K + j] * o.scale);
+  }
+  return { ids, weights, scores };
+}
+
+/** SwiGLU FFN weights: gate/up [F, D], down [D, F]. */
+export interface FfnWeights {
+  gate: Tensor;
+  up: Tensor;
+  down: Tensor;
+}
+
+/** y[T, D] = down( silu(gate·x) ⊙ up·x ) */
+export function denseFfn(be: Backend, x: Float32Array, T: number, w: FfnWeights): Float32Array {
+  const [F, D] = w.gate.shape;
+  const g = new Float32Array(T * F);
+  const u = new Float32Array(T * F);
+  be.matmul({ y: g, x, w: w.gate, T });
+  be.matmul({ y: u, x, w: w.up, T });
+  siluMul(g, u);
+  const y = new Float32Array(T * D);
+  be.matmul({ y, x: g, w: w.down, T });
+  return y;
+}
+
+export interface MoeWeights {
+  /** [E, D] router, usually F32 */
+  router: Tensor;
+  /** [E, F, D] */
+  gateExps: Tensor;
+  /** [E, F, D] */
+  upExps: Tensor;
+  /** [E, D, F] */
+  downExps: Tensor;
+  /** always-on shared expert(s), concatenated into one FFN (DeepSeekMoE, Qwen2-MoE) */
+  shared?: FfnWeights;
+  /** [1, D] sigmoid gate on the shared expert output (Qwen2-MoE `shared_expert_gate`) */
+  sharedGate?: Tensor;
+}
+
+export interface MoeOptions {
+  /** experts per token */
+  K: number;
+  router: RouterOptions;
+}
+
+/** Observer for routing decisions (traces, analytics). Called once per MoE layer per forward. */
+export type RoutingObserver = (layer: number, r: Routing, T: number) => void;
+
+/** The MoE FFN: y = Σ_j w_j·E_{id_j}(x) [+ σ(x·w_sg)·Shared(x)]. x: [T, D] → [T, D]. */
+export function moeFfn(be: Backend, x: Float32Array, T: number, w: MoeWeights, o: MoeOptions): { y: Float32Array; routing: Routing } {
+  const [E, D] = w.router.shape;
+  const logits = new Float32Array(T * E);
+  be.matmul({ y: logits, x, w: w.router, T });
+  const routing = route(logits, T, E, o.K, o.router);
+  const y = new Float32Array(T * D);
+  be.moeFfn({ out: y, x, gate: w.gateExps, up: w.upExps, down: w.downExps, ids: routing.ids, weights: routing.weights, T, K: o.K });
+  if (w.shared) {
+    const s = denseFfn(be, x, T, w.shared);
+    if (w.sharedGate) {
+      const gl = new Float32Array(T);
+      be.matmul({ y: gl, x, w: w.sharedGate, T });
+      for (let t = 0; t < T; t++) {
+        const g = Math.fround(sigmoid(gl[t]));
+        for (let i = 0; i < D; i++) y[t * D + i] += Math.fround(s[t * D + i] * g);
+      }
+    } else {
+      for (let i = 0; i < y.length; i++) y[i] += s[i];
+    }
+  }
+  return { y, routing };
+}

@@ -1,0 +1,102 @@
+/**
+ * Cheap element-wise ops, in TypeScript. They are O(T·D) per layer, small next to the matmuls the
+ * backend runs, and they are their own reference. Numerics follow ggml-cpu so logits match llama.cpp.
+ */
+
+/** out[t] = x[t] / sqrt(mean(x[t]²) + eps) ⊙ w  — ggml rms_norm (sum in double, scale in f32) then mul. x: [T, D], w: [D]. */
+export function rmsNorm(out: Float32Array, x: Float32Array, w: Float32Array, T: number, D: number, eps: number): void {
+  for (let t = 0; t < T; t++) {
+    const o = t * D;
+    let sum = 0;
+    for (let i = 0; i < D; i++) sum += x[o + i] * x[o + i];
+    const scale = Math.fround(1 / Math.sqrt(Math.fround(Math.fround(sum / D) + eps)));
+    for (let i = 0; i < D; i++) out[o + i] = Math.fround(x[o + i] * scale) * w[i];
+  }
+}
+
+/** In-place RMSNorm of `n` consecutive groups of size `G` (per-head QK-norm), all with weight w: [G]. */
+export function rmsNormGroups(x: Float32Array, w: Float32Array, n: number, G: number, eps: number): void {
+  rmsNorm(x, x, w, n, G, eps);
+}
+
+export type RopeType = 'norm' | 'neox';
+
+/**
+ * Rotary position embedding, in place. x: [T, nHeads, Dh]; positions: [T].
+ * 'norm' rotates adjacent pairs (x[2i], x[2i+1]) (GGUF llama layout); 'neox' rotates (x[i], x[i+Dh/2]) (HF layout).
+ * θ_i = pos · base^(−2i/dims), built by repeated f32 multiplication as ggml's rope cache does (ggml-cpu ops.cpp).
+ */
+export function rope(
+  x: Float32Array,
+  positions: ArrayLike<number>,
+  o: { T: number; nHeads: number; headDim: number; dims: number; base: number; type: RopeType; freqScale?: number },
+): void {
+  const { T, nHeads, headDim, dims, type } = o;
+  const thetaScale = Math.fround(Math.pow(o.base, -2 / dims));
+  const freqScale = o.freqScale ?? 1;
+  const cos = new Float32Array(dims / 2);
+  const sin = new Float32Array(dims / 2);
+  const half = dims / 2;
+  for (let t = 0; t < T; t++) {
+    let theta = Math.fround(positions[t]);
+    for (let i = 0; i < half; i++) {
+      const th = Math.fround(theta * freqScale);
+      cos[i] = Math.cos(th);
+      sin[i] = Math.sin(th);
+      theta = Math.fround(theta * thetaScale);
+    }
+    for (let h = 0; h < nHeads; h++) {
+      const base = (t * nHeads + h) * headDim;
+      for (let i = 0; i < half; i++) {
+        const a = type === 'norm' ? base + 2 * i : base + i;
+        const b = type === 'norm' ? a + 1 : a + half;
+        const x0 = x[a];
+        const x1 = x[b];
+        x[a] = x0 * cos[i] - x1 * sin[i];
+        x[b] = x0 * sin[i] + x1 * cos[i];
+      }
+    }
+  }
+}
+
+/** silu(g) ⊙ u, in place into g. */
+export function siluMul(g: Float32Array, u: Float32Array): void {
+  for (let i = 0; i < g.length; i++) {
+    const v = g[i];
+    g[i] = Math.fround(v / (1 + Math.exp(-v))) * u[i];
+  }
+}
+
+/** a += b (optionally b scaled). */
+export function addInPlace(a: Float32Array, b: Float32Array, scale = 1): void {
+  if (scale === 1) for (let i = 0; i < a.length; i++) a[i] += b[i];
+  else for (let i = 0; i < a.length; i++) a[i] += Math.fround(b[i] * scale);
+}
+
+export function scaleInPlace(a: Float32Array, s: number): void {
+  for (let i = 0; i < a.length; i++) a[i] *= s;
+}
+
+/** Row-wise bias add: x: [T, N] += b: [N]. */
+export function addBias(x: Float32Array, b: Float32Array, T: number): void {
+  const N = b.length;
+  for (let t = 0; t < T; t++) for (let i = 0; i < N; i++) x[t * N + i] += b[i];
+}
+
+/** Numerically stable softmax of x[0..n) into out (may alias). */
+export function softmax(out: Float32Array, x: ArrayLike<number>, n: number, off = 0, outOff = 0): void {
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (x[off + i] > max) max = x[off + i];
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const e = Math.fround(Math.exp(x[off + i] - max));
+    out[outOff + i] = e;
+    sum += e;
+  }
+  const inv = 1 / sum;
+  for (let i = 0; i < n; i++) out[outOff + i] = Math.fround(out[outOff + i] * inv);
+}
+
+export function sigmoid(x: number): number {
+  return 1 / (1 + Math.exp(-x));
+}
