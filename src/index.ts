@@ -9,7 +9,8 @@
 export { loadModel, Model, Sequence, type LoadOptions, type GenerateOptions, type GenerationStats } from './engine/model.js';
 export type { ModelInfo } from './engine/info.js';
 export type { SamplingOptions } from './engine/sampler.js';
-export type { Routing, RouterOptions, RoutingObserver } from './nn/moe.js';
+export { route } from './nn/moe.js';
+export type { Routing, RouterOptions, RoutingObserver, RoutePolicy, ForwardHooks } from './nn/moe.js';
 export type { Backend } from './backend/backend.js';
 export { ARCHITECTURES } from './models/registry.js';
 export * from './errors.js';

@@ -13,7 +13,7 @@ import type { HParams } from '../models/types.js';
 import type { Segment } from '../nn/attention.js';
 import { Decoder } from '../nn/decoder.js';
 import { KVCache } from '../nn/kv-cache.js';
-import type { RoutingObserver } from '../nn/moe.js';
+import type { ForwardHooks } from '../nn/moe.js';
 import { tokenizerFromGGUF, tokenizerFromHF, type Tokenizer } from '../tokenizer/index.js';
 import { describeModel, type ModelInfo } from './info.js';
 import { argmax, Sampler, type SamplingOptions } from './sampler.js';
@@ -36,8 +36,8 @@ export interface GenerateOptions extends SamplingOptions {
   addSpecial?: boolean;
   /** parse special-token text in the prompt (default true, as chat templates need) */
   parseSpecial?: boolean;
-  /** observe routing decisions of every forward pass */
-  onRouting?: RoutingObserver;
+  /** observe and/or steer routing in every forward pass */
+  hooks?: ForwardHooks;
   /** continue in this sequence, reusing the KV cache of the longest common prefix (chat turns) */
   sequence?: Sequence;
 }
@@ -97,7 +97,7 @@ export class Model {
   }
 
   /** Logits [T, V] at every position of a fresh sequence holding `ids`. */
-  async forward(ids: number[], opts: { onRouting?: RoutingObserver } = {}): Promise<Float32Array> {
+  async forward(ids: number[], opts: { hooks?: ForwardHooks } = {}): Promise<Float32Array> {
     this.checkOpen();
     this.checkIds(ids);
     const seq = this.newSequence(Math.max(ids.length, 1));
@@ -106,7 +106,7 @@ export class Model {
     for (let s = 0; s < ids.length; s += UBATCH) {
       const chunk = ids.slice(s, s + UBATCH);
       const rows = chunk.map((_, i) => i);
-      out.set(this.decoder.forward(chunk, [{ cache: seq.cache, start: 0, n: chunk.length }], rows, opts.onRouting), s * V);
+      out.set(this.decoder.forward(chunk, [{ cache: seq.cache, start: 0, n: chunk.length }], rows, opts.hooks), s * V);
       await yieldToEventLoop();
     }
     return out;
@@ -116,7 +116,7 @@ export class Model {
    * Append tokens to several sequences in one batched forward pass. Returns logits [B, V] of the last
    * new token of each entry. This is the primitive continuous batching builds on.
    */
-  step(batch: Array<{ seq: Sequence; tokens: number[] }>, onRouting?: RoutingObserver): Float32Array {
+  step(batch: Array<{ seq: Sequence; tokens: number[] }>, hooks?: ForwardHooks): Float32Array {
     this.checkOpen();
     const tokens: number[] = [];
     const segments: Segment[] = [];
@@ -129,17 +129,17 @@ export class Model {
       rows.push(tokens.length - 1);
     }
     for (const s of segments) s.cache.ensureRoom(s.n);
-    const logits = this.decoder.forward(tokens, segments, rows, onRouting);
+    const logits = this.decoder.forward(tokens, segments, rows, hooks);
     for (const b of batch) b.seq.tokens.push(...b.tokens);
     return logits;
   }
 
   /** Feed a whole prompt into a sequence in chunks; returns the logits [V] of its last token. */
-  async prefill(seq: Sequence, ids: number[], onRouting?: RoutingObserver): Promise<Float32Array> {
+  async prefill(seq: Sequence, ids: number[], hooks?: ForwardHooks): Promise<Float32Array> {
     seq.cache.ensureRoom(ids.length);
     let last: Float32Array = new Float32Array(0);
     for (let s = 0; s < ids.length; s += UBATCH) {
-      last = this.step([{ seq, tokens: ids.slice(s, s + UBATCH) }], onRouting);
+      last = this.step([{ seq, tokens: ids.slice(s, s + UBATCH) }], hooks);
       await yieldToEventLoop();
     }
     return last;
@@ -162,7 +162,7 @@ export class Model {
     seq.cache.truncate(common);
     seq.tokens.length = common;
     const t0 = performance.now();
-    let logits = await this.prefill(seq, ids.slice(common), opts.onRouting);
+    let logits = await this.prefill(seq, ids.slice(common), opts.hooks);
     const t1 = performance.now();
     const stats: GenerationStats = { promptTokens: ids.length, promptMs: t1 - t0, genTokens: 0, genMs: 0, stopReason: 'length' };
     const history = [...ids];
@@ -175,11 +175,11 @@ export class Model {
         yield next;
         if (i + 1 === maxTokens) {
           // keep the sequence complete for a following turn
-          if (opts.sequence && seq.length + 1 <= seq.cache.ctx) this.step([{ seq, tokens: [next] }]);
+          if (opts.sequence && seq.length + 1 <= seq.cache.ctx) this.step([{ seq, tokens: [next] }], opts.hooks);
           break;
         }
         if (seq.length + 1 > this.ctx) { stats.stopReason = 'context'; break; }
-        logits = this.step([{ seq, tokens: [next] }], opts.onRouting);
+        logits = this.step([{ seq, tokens: [next] }], opts.hooks);
         await yieldToEventLoop();
       }
     } finally {
@@ -289,7 +289,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<M
     const tokenizer =
       ckpt.format === 'gguf' || !ckpt.hf?.tokenizerJson
         ? tokenizerFromGGUF(src.get, ckpt.path)
-        : tokenizerFromHF(ckpt.hf.tokenizerJson, ckpt.hf.tokenizerConfig);
+        : tokenizerFromHF(ckpt.hf.tokenizerJson as object, (ckpt.hf.tokenizerConfig ?? {}) as object);
     const ctx = opts.ctx ?? Math.min(hparams.ctxTrain, 4096);
     if (!Number.isInteger(ctx) || ctx < 1) throw new UsageError(`ctx must be a positive integer, got ${opts.ctx}`);
     const backend = createBackend({ kind: opts.backend, threads: opts.threads });

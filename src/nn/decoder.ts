@@ -8,7 +8,7 @@
 import type { Backend } from '../backend/backend.js';
 import type { Tensor } from '../tensor.js';
 import { attention, type AttentionOptions, type AttentionWeights, type Segment } from './attention.js';
-import { denseFfn, moeFfn, type FfnWeights, type MoeOptions, type MoeWeights, type RoutingObserver } from './moe.js';
+import { denseFfn, moeFfn, type FfnWeights, type ForwardHooks, type MoeOptions, type MoeWeights } from './moe.js';
 import { addInPlace, rmsNorm, scaleInPlace } from './ops.js';
 
 export type FfnSpec = { kind: 'dense'; w: FfnWeights } | { kind: 'moe'; w: MoeWeights; o: MoeOptions };
@@ -57,7 +57,7 @@ export class Decoder {
    * Run `tokens` (the rows of all segments, back to back) through the model, append their K/V to each
    * segment's cache and advance it. Returns logits [R, V] for the batch rows listed in `logitRows`.
    */
-  forward(tokens: ArrayLike<number>, segments: Segment[], logitRows: number[], observer?: RoutingObserver): Float32Array {
+  forward(tokens: ArrayLike<number>, segments: Segment[], logitRows: number[], hooks: ForwardHooks = {}): Float32Array {
     const { be, spec, D, V } = this;
     const T = tokens.length;
     for (const s of segments) s.cache.ensureRoom(s.n);
@@ -76,8 +76,8 @@ export class Decoder {
       let f: Float32Array;
       if (L.ffn.kind === 'dense') f = denseFfn(be, h, T, L.ffn.w);
       else {
-        const r = moeFfn(be, h, T, L.ffn.w, L.ffn.o);
-        observer?.(l, r.routing, T);
+        const r = moeFfn(be, h, T, L.ffn.w, L.ffn.o, l, hooks.routePolicy);
+        hooks.onRouting?.(l, r.routing, T);
         f = r.y;
       }
       addInPlace(x, f, rs);

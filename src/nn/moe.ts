@@ -24,6 +24,8 @@ export interface RouterOptions {
 }
 
 export interface Routing {
+  /** slots per token (a policy may use more or fewer than the model's default, padding with -1) */
+  K: number;
   /** [T, K] selected experts, best first; -1 = unused slot */
   ids: Int32Array;
   /** [T, K] gate weights */
@@ -56,7 +58,7 @@ export function route(logits: Float32Array, T: number, E: number, K: number, o: 
     if (o.normalize) for (let j = 0; j < K; j++) weights[t * K + j] = Math.fround(weights[t * K + j] / Math.fround(sum));
     if (o.scale !== 1) for (let j = 0; j < K; j++) weights[t * K + j] = Math.fround(weights[t * K + j] * o.scale);
   }
-  return { ids, weights, scores };
+  return { K, ids, weights, scores };
 }
 
 /** SwiGLU FFN weights: gate/up [F, D], down [D, F]. */
@@ -103,14 +105,35 @@ export interface MoeOptions {
 /** Observer for routing decisions (traces, analytics). Called once per MoE layer per forward. */
 export type RoutingObserver = (layer: number, r: Routing, T: number) => void;
 
+/**
+ * Replaces the model's routing for one forward pass (inference-time steering: top-k/top-p/threshold,
+ * masks, skipping, …). Gets the raw router logits [T, E] and the model's own router options; must return
+ * a valid Routing (ids in [-1, E)). The default is `route(logits, T, E, K, router)`.
+ */
+export type RoutePolicy = (layer: number, logits: Float32Array, T: number, E: number, K: number, router: RouterOptions) => Routing;
+
+/** Per-forward hooks: observe and/or steer routing. */
+export interface ForwardHooks {
+  onRouting?: RoutingObserver;
+  routePolicy?: RoutePolicy;
+}
+
 /** The MoE FFN: y = Σ_j w_j·E_{id_j}(x) [+ σ(x·w_sg)·Shared(x)]. x: [T, D] → [T, D]. */
-export function moeFfn(be: Backend, x: Float32Array, T: number, w: MoeWeights, o: MoeOptions): { y: Float32Array; routing: Routing } {
+export function moeFfn(
+  be: Backend,
+  x: Float32Array,
+  T: number,
+  w: MoeWeights,
+  o: MoeOptions,
+  layer = 0,
+  policy?: RoutePolicy,
+): { y: Float32Array; routing: Routing } {
   const [E, D] = w.router.shape;
   const logits = new Float32Array(T * E);
   be.matmul({ y: logits, x, w: w.router, T });
-  const routing = route(logits, T, E, o.K, o.router);
+  const routing = policy ? policy(layer, logits, T, E, o.K, o.router) : route(logits, T, E, o.K, o.router);
   const y = new Float32Array(T * D);
-  be.moeFfn({ out: y, x, gate: w.gateExps, up: w.upExps, down: w.downExps, ids: routing.ids, weights: routing.weights, T, K: o.K });
+  be.moeFfn({ out: y, x, gate: w.gateExps, up: w.upExps, down: w.downExps, ids: routing.ids, weights: routing.weights, T, K: routing.K });
   if (w.shared) {
     const s = denseFfn(be, x, T, w.shared);
     if (w.sharedGate) {
