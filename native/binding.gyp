@@ -2,10 +2,10 @@
   "targets": [
     {
       "target_name": "moekit",
-      "sources": ["src/addon.c", "src/pool.c", "src/kernels.c", "src/kernels_avx2.c"],
-      "cflags": ["-O3", "-std=c11", "-fno-strict-aliasing", "-Wall", "-Wno-unused-function"],
+      "sources": ["src/addon.c", "src/mmap_file.c", "src/pool.c", "src/ops.c", "src/kernels_scalar.c", "src/kernels_avx2.c"],
+      "cflags": ["-O3", "-std=gnu11", "-fno-strict-aliasing", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-unused-function", "-Wno-missing-field-initializers"],
       "cflags!": ["-fno-exceptions"],
-      "libraries": ["-lpthread"]
+      "libraries": ["-lpthread", "-lm"]
     }
   ]
 }

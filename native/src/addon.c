@@ -1,3 +1,277 @@
-#include <node_api.h>
-static napi_value Init(napi_env env, napi_value exports) { return exports; }
+/*
+ * Node-API entry point. Positional, low-level functions; src/backend/native.ts validates every
+ * argument before calling, and the size checks here are a second line of defence so that no
+ * call can make a kernel read or write out of bounds.
+ *
+ *   matmul(y, x, w, type, T, N, K, threads)
+ *   moeFfn(out, x, gate, gateType, up, upType, down, downType, ids, weights, T, K, E, F, D, threads)
+ *   attention(out, q, kCache, vCache, T, pos0, H, Hkv, Dh, ctx, scale, threads)
+ *   getRows(out, w, type, K, rows)
+ *   readProbe(buf, threads) -> checksum (memory read-bandwidth probe; time it from JS)
+ *   setThreads(n) -> n, getThreads(), setSimd(on) -> active, cpuFeatures()
+ *   mmapOpen(path), mmapView(handle, offset, length)   (mmap_file.c)
+ */
+#include <pthread.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "napi_util.h"
+#include "ops.h"
+#include "pool.h"
+
+static pthread_mutex_t op_lock = PTHREAD_MUTEX_INITIALIZER;
+
+typedef struct {
+  void *data;
+  size_t length; /* elements */
+} view;
+
+static int get_view(napi_env env, napi_value v, napi_typedarray_type want, view *out, const char *what) {
+  bool is;
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t off;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is ||
+      napi_get_typedarray_info(env, v, &type, &out->length, &out->data, &ab, &off) != napi_ok || type != want) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "moekit native: %s has the wrong array type", what);
+    napi_throw_type_error(env, NULL, msg);
+    return 0;
+  }
+  return 1;
+}
+
+static int get_int(napi_env env, napi_value v, int64_t lo, int64_t hi, int *out, const char *what) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok || d != (double)(int64_t)d || d < (double)lo || d > (double)hi) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "moekit native: %s must be an integer in [%lld, %lld]", what, (long long)lo, (long long)hi);
+    napi_throw_range_error(env, NULL, msg);
+    return 0;
+  }
+  *out = (int)d;
+  return 1;
+}
+
+static int check(napi_env env, int ok, const char *msg) {
+  if (!ok) {
+    char m[200];
+    snprintf(m, sizeof m, "moekit native: %s", msg);
+    napi_throw_range_error(env, NULL, m);
+  }
+  return ok;
+}
+
+static int get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv) {
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < n) {
+    napi_throw_type_error(env, NULL, "moekit native: too few arguments");
+    return 0;
+  }
+  return 1;
+}
+
+static int threads_for(int requested) {
+  if (requested > mk_pool_size()) mk_pool_resize(requested);
+  return requested;
+}
+
+/* Bytes of a weight tensor with `rows` rows of `n` elements, or 0 if the type is unknown / n is
+ * not a whole number of blocks. */
+static size_t weight_bytes(int type, int n, size_t rows) {
+  const mk_type_ops *o = mk_ops(type, 0);
+  if (!o || n % o->block != 0) return 0;
+  return mk_row_bytes(type, n) * rows;
+}
+
+#define IMAX 0x7fffffff
+
+static napi_value js_matmul(napi_env env, napi_callback_info info) {
+  napi_value a[8];
+  view y, x, w;
+  int type, T, N, K, th;
+  if (!get_args(env, info, 8, a) || !get_view(env, a[0], napi_float32_array, &y, "y") ||
+      !get_view(env, a[1], napi_float32_array, &x, "x") || !get_view(env, a[2], napi_uint8_array, &w, "w") ||
+      !get_int(env, a[3], 0, 255, &type, "type") || !get_int(env, a[4], 1, IMAX, &T, "T") ||
+      !get_int(env, a[5], 1, IMAX, &N, "N") || !get_int(env, a[6], 1, IMAX, &K, "K") ||
+      !get_int(env, a[7], 1, 256, &th, "threads"))
+    return NULL;
+  const size_t wb = weight_bytes(type, K, (size_t)N);
+  if (!check(env, wb != 0 && w.length == wb, "matmul: weight size does not match type/N/K") ||
+      !check(env, y.length == (size_t)T * N, "matmul: y must have T*N elements") ||
+      !check(env, x.length == (size_t)T * K, "matmul: x must have T*K elements"))
+    return NULL;
+  pthread_mutex_lock(&op_lock);
+  mk_matmul(y.data, x.data, w.data, type, T, N, K, threads_for(th));
+  pthread_mutex_unlock(&op_lock);
+  return NULL;
+}
+
+static napi_value js_moe_ffn(napi_env env, napi_callback_info info) {
+  napi_value a[16];
+  view out, x, g, u, d, ids, wts;
+  mk_moe_args m;
+  int th;
+  if (!get_args(env, info, 16, a) || !get_view(env, a[0], napi_float32_array, &out, "out") ||
+      !get_view(env, a[1], napi_float32_array, &x, "x") || !get_view(env, a[2], napi_uint8_array, &g, "gate") ||
+      !get_int(env, a[3], 0, 255, &m.gate_type, "gateType") || !get_view(env, a[4], napi_uint8_array, &u, "up") ||
+      !get_int(env, a[5], 0, 255, &m.up_type, "upType") || !get_view(env, a[6], napi_uint8_array, &d, "down") ||
+      !get_int(env, a[7], 0, 255, &m.down_type, "downType") || !get_view(env, a[8], napi_int32_array, &ids, "ids") ||
+      !get_view(env, a[9], napi_float32_array, &wts, "weights") || !get_int(env, a[10], 1, IMAX, &m.T, "T") ||
+      !get_int(env, a[11], 1, 1024, &m.K, "K") || !get_int(env, a[12], 1, 1 << 20, &m.E, "E") ||
+      !get_int(env, a[13], 1, IMAX, &m.F, "F") || !get_int(env, a[14], 1, IMAX, &m.D, "D") ||
+      !get_int(env, a[15], 1, 256, &th, "threads"))
+    return NULL;
+  const size_t gb = weight_bytes(m.gate_type, m.D, (size_t)m.E * m.F);
+  const size_t ub = weight_bytes(m.up_type, m.D, (size_t)m.E * m.F);
+  const size_t db = weight_bytes(m.down_type, m.F, (size_t)m.E * m.D);
+  const size_t TK = (size_t)m.T * m.K;
+  if (!check(env, gb != 0 && g.length == gb, "moeFfn: gate size does not match type/E/F/D") ||
+      !check(env, ub != 0 && u.length == ub, "moeFfn: up size does not match type/E/F/D") ||
+      !check(env, db != 0 && d.length == db, "moeFfn: down size does not match type/E/D/F") ||
+      !check(env, out.length == (size_t)m.T * m.D && x.length == (size_t)m.T * m.D, "moeFfn: out/x must have T*D elements") ||
+      !check(env, ids.length == TK && wts.length == TK, "moeFfn: ids/weights must have T*K elements"))
+    return NULL;
+  const int32_t *ip = ids.data;
+  for (size_t i = 0; i < TK; i++)
+    if (!check(env, ip[i] < m.E, "moeFfn: expert id out of range")) return NULL;
+  m.out = out.data;
+  m.x = x.data;
+  m.gate = g.data;
+  m.up = u.data;
+  m.down = d.data;
+  m.ids = ids.data;
+  m.weights = wts.data;
+  pthread_mutex_lock(&op_lock);
+  mk_moe_ffn(&m, threads_for(th));
+  pthread_mutex_unlock(&op_lock);
+  return NULL;
+}
+
+static napi_value js_attention(napi_env env, napi_callback_info info) {
+  napi_value a[12];
+  view out, q, k, v;
+  int T, pos0, H, Hkv, Dh, ctx, th;
+  double scale;
+  if (!get_args(env, info, 12, a) || !get_view(env, a[0], napi_float32_array, &out, "out") ||
+      !get_view(env, a[1], napi_float32_array, &q, "q") || !get_view(env, a[2], napi_uint16_array, &k, "kCache") ||
+      !get_view(env, a[3], napi_uint16_array, &v, "vCache") || !get_int(env, a[4], 1, IMAX, &T, "T") ||
+      !get_int(env, a[5], 0, IMAX, &pos0, "pos0") || !get_int(env, a[6], 1, 1 << 16, &H, "H") ||
+      !get_int(env, a[7], 1, 1 << 16, &Hkv, "Hkv") || !get_int(env, a[8], 1, 1 << 16, &Dh, "Dh") ||
+      !get_int(env, a[9], 1, IMAX, &ctx, "ctx") || napi_get_value_double(env, a[10], &scale) != napi_ok ||
+      !get_int(env, a[11], 1, 256, &th, "threads"))
+    return NULL;
+  const size_t kv = (size_t)ctx * Hkv * Dh;
+  if (!check(env, H % Hkv == 0, "attention: H must be a multiple of Hkv") ||
+      !check(env, (int64_t)pos0 + T <= ctx, "attention: pos0 + T exceeds ctx") ||
+      !check(env, k.length == kv && v.length == kv, "attention: caches must have ctx*Hkv*Dh elements") ||
+      !check(env, out.length == (size_t)T * H * Dh && q.length == (size_t)T * H * Dh, "attention: q/out must have T*H*Dh elements"))
+    return NULL;
+  pthread_mutex_lock(&op_lock);
+  mk_attention(out.data, q.data, k.data, v.data, T, pos0, H, Hkv, Dh, (float)scale, threads_for(th));
+  pthread_mutex_unlock(&op_lock);
+  return NULL;
+}
+
+static napi_value js_get_rows(napi_env env, napi_callback_info info) {
+  napi_value a[5];
+  view out, w, rows;
+  int type, K;
+  if (!get_args(env, info, 5, a) || !get_view(env, a[0], napi_float32_array, &out, "out") ||
+      !get_view(env, a[1], napi_uint8_array, &w, "w") || !get_int(env, a[2], 0, 255, &type, "type") ||
+      !get_int(env, a[3], 1, IMAX, &K, "K") || !get_view(env, a[4], napi_int32_array, &rows, "rows"))
+    return NULL;
+  const size_t rb = weight_bytes(type, K, 1);
+  if (!check(env, rb != 0 && w.length % rb == 0, "getRows: table size does not match type/K") ||
+      !check(env, out.length == rows.length * (size_t)K, "getRows: out must have rows.length*K elements"))
+    return NULL;
+  const size_t R = w.length / rb;
+  const int32_t *rp = rows.data;
+  for (size_t i = 0; i < rows.length; i++)
+    if (!check(env, rp[i] >= 0 && (size_t)rp[i] < R, "getRows: row index out of range")) return NULL;
+  pthread_mutex_lock(&op_lock);
+  mk_get_rows(out.data, w.data, type, K, rows.data, (int)rows.length);
+  pthread_mutex_unlock(&op_lock);
+  return NULL;
+}
+
+static napi_value js_set_threads(napi_env env, napi_callback_info info) {
+  napi_value a[1], r;
+  int n;
+  if (!get_args(env, info, 1, a) || !get_int(env, a[0], 1, 256, &n, "threads")) return NULL;
+  pthread_mutex_lock(&op_lock);
+  n = mk_pool_resize(n);
+  pthread_mutex_unlock(&op_lock);
+  NAPI_CALL(env, napi_create_int32(env, n, &r));
+  return r;
+}
+
+static napi_value js_get_threads(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value r;
+  NAPI_CALL(env, napi_create_int32(env, mk_pool_size(), &r));
+  return r;
+}
+
+static napi_value js_set_simd(napi_env env, napi_callback_info info) {
+  napi_value a[1], r;
+  bool on;
+  if (!get_args(env, info, 1, a)) return NULL;
+  NAPI_CALL(env, napi_get_value_bool(env, a[0], &on));
+  pthread_mutex_lock(&op_lock);
+  mk_set_simd(on);
+  pthread_mutex_unlock(&op_lock);
+  NAPI_CALL(env, napi_get_boolean(env, mk_simd_active(), &r));
+  return r;
+}
+
+static napi_value js_cpu_features(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value obj, b;
+  NAPI_CALL(env, napi_create_object(env, &obj));
+  const int avx2 = mk_cpu_has_avx2();
+  NAPI_CALL(env, napi_get_boolean(env, avx2, &b));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "avx2", b)); /* avx2 && fma && f16c */
+  NAPI_CALL(env, napi_get_boolean(env, mk_simd_active(), &b));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "simd", b));
+  return obj;
+}
+
+static napi_value js_read_probe(napi_env env, napi_callback_info info) {
+  napi_value a[2], r;
+  view buf;
+  int th;
+  if (!get_args(env, info, 2, a) || !get_view(env, a[0], napi_uint8_array, &buf, "buf") ||
+      !get_int(env, a[1], 1, 256, &th, "threads"))
+    return NULL;
+  pthread_mutex_lock(&op_lock);
+  const uint64_t s = mk_read_probe(buf.data, buf.length, threads_for(th));
+  pthread_mutex_unlock(&op_lock);
+  NAPI_CALL(env, napi_create_double(env, (double)(s & 0xffffffffu), &r));
+  return r;
+}
+
+static napi_value Init(napi_env env, napi_value exports) {
+  static int initialized;
+  if (!initialized) {
+    mk_ops_init();
+    initialized = 1;
+  }
+  napi_property_descriptor props[] = {
+    {"matmul", NULL, js_matmul, NULL, NULL, NULL, napi_default, NULL},
+    {"moeFfn", NULL, js_moe_ffn, NULL, NULL, NULL, napi_default, NULL},
+    {"attention", NULL, js_attention, NULL, NULL, NULL, napi_default, NULL},
+    {"getRows", NULL, js_get_rows, NULL, NULL, NULL, napi_default, NULL},
+    {"setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_default, NULL},
+    {"getThreads", NULL, js_get_threads, NULL, NULL, NULL, napi_default, NULL},
+    {"setSimd", NULL, js_set_simd, NULL, NULL, NULL, napi_default, NULL},
+    {"cpuFeatures", NULL, js_cpu_features, NULL, NULL, NULL, napi_default, NULL},
+    {"readProbe", NULL, js_read_probe, NULL, NULL, NULL, napi_default, NULL},
+    {"mmapOpen", NULL, js_mmap_open, NULL, NULL, NULL, napi_default, NULL},
+    {"mmapView", NULL, js_mmap_view, NULL, NULL, NULL, napi_default, NULL},
+  };
+  NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  return exports;
+}
+
 NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

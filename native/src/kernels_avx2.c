@@ -1,0 +1,314 @@
+/*
+ * AVX2 + FMA + F16C kernels, compiled for those features with target attributes so the rest of
+ * the addon stays baseline x86-64; chosen at run time (mk_cpu_has_avx2). Each dot kernel
+ * unpacks a weight block once and multiplies it with up to MK_TILE activation rows, so a
+ * prompt streams each weight row from memory once per tile. The integer math per block is
+ * the same as ggml's x86 vec_dot kernels (ggml-cpu/arch/x86/quants.c): u8×s8 pair products
+ * (vpmaddubsw), widened by per-sub-block scales (vpmaddwd), one f32 FMA per block.
+ */
+#include "common.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define TGT __attribute__((target("avx2,fma,f16c")))
+#define AI __attribute__((always_inline)) inline
+#define ACT(t) ((const char *)act + (size_t)(t) * act_stride)
+
+int mk_cpu_has_avx2(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
+static AI TGT float hsum_ps(__m256 v) {
+  __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+  r = _mm_add_ss(r, _mm_movehdup_ps(r));
+  return _mm_cvtss_f32(r);
+}
+
+/* Generates dot_<name>(...) that dispatches nt = 1..4 onto constant-NT inlined bodies. */
+#define DISPATCH_NT(name)                                                                     \
+  static TGT void dot_##name(int n, const void *w, const void *act, size_t act_stride, int nt, \
+                             float *s) {                                                      \
+    switch (nt) {                                                                             \
+      case 1: dot_##name##_impl(n, w, act, act_stride, 1, s); break;                          \
+      case 2: dot_##name##_impl(n, w, act, act_stride, 2, s); break;                          \
+      case 3: dot_##name##_impl(n, w, act, act_stride, 3, s); break;                          \
+      default: dot_##name##_impl(n, w, act, act_stride, 4, s); break;                         \
+    }                                                                                         \
+  }
+
+/* ---- float weights --------------------------------------------------------------------- */
+
+static AI TGT __m256 load_f16x8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+static AI TGT __m256 load_bf16x8(const uint16_t *p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+/* Float-type bodies differ only in how 8 elements are loaded; KIND 0 f32, 1 f16, 2 bf16. */
+#define LOAD8(KIND, p, i)                                                          \
+  ((KIND) == 0 ? _mm256_loadu_ps((const float *)(p) + (i))                         \
+               : (KIND) == 1 ? load_f16x8((const uint16_t *)(p) + (i))             \
+                             : load_bf16x8((const uint16_t *)(p) + (i)))
+
+static AI TGT float scalar_elem(int kind, const void *p, int i) {
+  return kind == 0 ? ((const float *)p)[i]
+       : kind == 1 ? f16_to_f32(((const uint16_t *)p)[i])
+                   : bf16_to_f32(((const uint16_t *)p)[i]);
+}
+
+static AI TGT void dot_float_impl(int kind, int n, const void *w, const void *act, size_t act_stride, const int NT, float *s) {
+  __m256 acc0[MK_TILE], acc1[MK_TILE];
+  for (int t = 0; t < NT; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 w0 = LOAD8(kind, w, i), w1 = LOAD8(kind, w, i + 8);
+    for (int t = 0; t < NT; t++) {
+      acc0[t] = _mm256_fmadd_ps(w0, LOAD8(kind, ACT(t), i), acc0[t]);
+      acc1[t] = _mm256_fmadd_ps(w1, LOAD8(kind, ACT(t), i + 8), acc1[t]);
+    }
+  }
+  for (int t = 0; t < NT; t++) {
+    float r = hsum_ps(_mm256_add_ps(acc0[t], acc1[t]));
+    for (int j = i; j < n; j++) r += scalar_elem(kind, w, j) * scalar_elem(kind, ACT(t), j);
+    s[t] = r;
+  }
+}
+
+static AI TGT void dot_f32_impl(int n, const void *w, const void *act, size_t st, const int NT, float *s) { dot_float_impl(0, n, w, act, st, NT, s); }
+static AI TGT void dot_f16_impl(int n, const void *w, const void *act, size_t st, const int NT, float *s) { dot_float_impl(1, n, w, act, st, NT, s); }
+static AI TGT void dot_bf16_impl(int n, const void *w, const void *act, size_t st, const int NT, float *s) { dot_float_impl(2, n, w, act, st, NT, s); }
+DISPATCH_NT(f32)
+DISPATCH_NT(f16)
+DISPATCH_NT(bf16)
+
+/* ---- Q8_0 / Q4_0 weights · Q8_0 activations -------------------------------------------- */
+
+/* Signed 8-bit dot via |w| (unsigned) × sign(w)·x; activations lie in [-127, 127] so the
+ * pairwise int16 sums cannot saturate. Result: 8 int32 lanes as f32. */
+static AI TGT __m256 dot_i8_block(__m256i aw, __m256i qw, __m256i qx) {
+  const __m256i p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(qx, qw));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+static AI TGT void dot_q8_0_impl(int n, const void *vw, const void *act, size_t act_stride, const int NT, float *s) {
+  const block_q8_0 *w = vw;
+  __m256 acc[MK_TILE];
+  for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+  for (int i = 0; i < n / QK8_0; i++) {
+    const __m256i qw = _mm256_loadu_si256((const __m256i *)w[i].qs);
+    const __m256i aw = _mm256_sign_epi8(qw, qw);
+    const float dw = f16_to_f32(w[i].d);
+    for (int t = 0; t < NT; t++) {
+      const block_q8_0 *x = (const block_q8_0 *)ACT(t) + i;
+      const __m256 p = dot_i8_block(aw, qw, _mm256_loadu_si256((const __m256i *)x->qs));
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * f16_to_f32(x->d)), p, acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; t++) s[t] = hsum_ps(acc[t]);
+}
+
+static AI TGT void dot_q4_0_impl(int n, const void *vw, const void *act, size_t act_stride, const int NT, float *s) {
+  const block_q4_0 *w = vw;
+  __m256 acc[MK_TILE];
+  for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+  const __m128i m4 = _mm_set1_epi8(0xF);
+  for (int i = 0; i < n / QK4_0; i++) {
+    const __m128i b = _mm_loadu_si128((const __m128i *)w[i].qs);
+    /* elements 0..15 = low nibbles, 16..31 = high nibbles; then shift to [-8, 7] */
+    __m256i qw = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m4), _mm_and_si128(b, m4));
+    qw = _mm256_sub_epi8(qw, _mm256_set1_epi8(8));
+    const __m256i aw = _mm256_sign_epi8(qw, qw);
+    const float dw = f16_to_f32(w[i].d);
+    for (int t = 0; t < NT; t++) {
+      const block_q8_0 *x = (const block_q8_0 *)ACT(t) + i;
+      const __m256 p = dot_i8_block(aw, qw, _mm256_loadu_si256((const __m256i *)x->qs));
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * f16_to_f32(x->d)), p, acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; t++) s[t] = hsum_ps(acc[t]);
+}
+DISPATCH_NT(q8_0)
+DISPATCH_NT(q4_0)
+
+/* ---- K-quants · Q8_K ------------------------------------------------------------------- */
+
+/* 8 six-bit scales and mins of a Q4_K/Q5_K block (get_scale_min_k4 for j = 0..7). */
+static AI void unpack_k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t m[8]) {
+  for (int j = 0; j < 4; j++) {
+    sc[j] = q[j] & 63;
+    m[j] = q[j + 4] & 63;
+    sc[j + 4] = (uint8_t)((q[j + 8] & 0xF) | ((q[j] >> 6) << 4));
+    m[j + 4] = (uint8_t)((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
+  }
+}
+
+/* Σ_k m[k]·(bsums[2k] + bsums[2k+1]) as 8 int32 lanes: the min correction of Q4_K/Q5_K. */
+static AI TGT __m256i mins_dot_bsums(__m256i mins16, const block_q8_K *x) {
+  return _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *)x->bsums));
+}
+
+/* Q4_K when HIGH == 0, Q5_K when HIGH == 1 (then `qh` adds bit 4). */
+static AI TGT void dot_qk45_impl(int n, const void *vw, const void *act, size_t act_stride, const int NT, float *s, const int HIGH) {
+  const size_t bb = HIGH ? sizeof(block_q5_K) : sizeof(block_q4_K);
+  __m256 acc[MK_TILE], accm[MK_TILE];
+  for (int t = 0; t < NT; t++) acc[t] = accm[t] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0xF);
+  for (int i = 0; i < n / QK_K; i++) {
+    const uint8_t *blk = (const uint8_t *)vw + (size_t)i * bb;
+    const uint16_t d16 = ((const uint16_t *)blk)[0], dmin16 = ((const uint16_t *)blk)[1];
+    const uint8_t *scales = blk + 4;
+    const uint8_t *qh = HIGH ? blk + 16 : NULL;
+    const uint8_t *qs = HIGH ? blk + 48 : blk + 16;
+    uint8_t sc[8], m[8];
+    unpack_k4_scales(scales, sc, m);
+    const __m128i m8 = _mm_loadl_epi64((const __m128i *)m);
+    const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+    const float dw = f16_to_f32(d16), dmw = f16_to_f32(dmin16);
+    __m256i sumi[MK_TILE];
+    for (int t = 0; t < NT; t++) {
+      const block_q8_K *x = (const block_q8_K *)ACT(t) + i;
+      accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(x->d * dmw), _mm256_cvtepi32_ps(mins_dot_bsums(mins16, x)), accm[t]);
+      sumi[t] = _mm256_setzero_si256();
+    }
+    __m256i hbits = HIGH ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+      const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+      __m256i lo = _mm256_and_si256(q, m4);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      if (HIGH) {
+        /* bit 2c of qh[l] -> element l of the low half, bit 2c+1 -> high half; consume 2 bits */
+        const __m256i one = _mm256_set1_epi8(1);
+        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
+        hbits = _mm256_srli_epi16(hbits, 2);
+      }
+      const __m256i s1 = _mm256_set1_epi16(sc[2 * c]), s2 = _mm256_set1_epi16(sc[2 * c + 1]);
+      for (int t = 0; t < NT; t++) {
+        const int8_t *y = ((const block_q8_K *)ACT(t) + i)->qs + 64 * c;
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y)), s1);
+        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y + 32))), s2);
+        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p0, p1));
+      }
+    }
+    for (int t = 0; t < NT; t++) {
+      const block_q8_K *x = (const block_q8_K *)ACT(t) + i;
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(x->d * dw), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; t++) s[t] = hsum_ps(acc[t]) - hsum_ps(accm[t]);
+}
+
+static AI TGT void dot_q4_K_impl(int n, const void *w, const void *act, size_t st, const int NT, float *s) { dot_qk45_impl(n, w, act, st, NT, s, 0); }
+static AI TGT void dot_q5_K_impl(int n, const void *w, const void *act, size_t st, const int NT, float *s) { dot_qk45_impl(n, w, act, st, NT, s, 1); }
+DISPATCH_NT(q4_K)
+DISPATCH_NT(q5_K)
+
+/*
+ * Q6_K: q in [0, 63] (the -32 offset is applied afterwards as 32·Σ_j sc_j·bsums_j, exact in
+ * integers). Each 32-byte vector of q spans two 16-element sub-blocks, so its scale vector has
+ * sc[a] in the low 8 int16 lanes and sc[a+1] in the high 8.
+ */
+static AI TGT void dot_q6_K_impl(int n, const void *vw, const void *act, size_t act_stride, const int NT, float *s) {
+  const block_q6_K *w = vw;
+  __m256 acc[MK_TILE];
+  for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
+  for (int i = 0; i < n / QK_K; i++) {
+    const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[i].scales);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+    __m256i sumi[MK_TILE];
+    for (int t = 0; t < NT; t++) {
+      const block_q8_K *x = (const block_q8_K *)ACT(t) + i;
+      const __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)x->bsums));
+      sumi[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
+    }
+    for (int h = 0; h < 2; h++) {
+      const __m256i qlA = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h));
+      const __m256i qlB = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h + 32));
+      const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[i].qh + 32 * h));
+      __m256i q[4], sv[4];
+      q[0] = _mm256_or_si256(_mm256_and_si256(qlA, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+      q[1] = _mm256_or_si256(_mm256_and_si256(qlB, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlA, 4), m4), _mm256_and_si256(qh, m30));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlB, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+      for (int k = 0; k < 4; k++) {
+        const int a = 8 * h + 2 * k;
+        const __m128i idx = _mm_add_epi8(_mm_set_epi64x(0x0101010101010101LL, 0), _mm_set1_epi8((char)a));
+        sv[k] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, idx));
+      }
+      for (int t = 0; t < NT; t++) {
+        const int8_t *y = ((const block_q8_K *)ACT(t) + i)->qs + 128 * h;
+        __m256i p = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+          const __m256i yk = _mm256_loadu_si256((const __m256i *)(y + 32 * k));
+          p = _mm256_add_epi32(p, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), sv[k]));
+        }
+        sumi[t] = _mm256_add_epi32(sumi[t], p);
+      }
+    }
+    const float dw = f16_to_f32(w[i].d);
+    for (int t = 0; t < NT; t++) {
+      const block_q8_K *x = (const block_q8_K *)ACT(t) + i;
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(x->d * dw), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; t++) s[t] = hsum_ps(acc[t]);
+}
+DISPATCH_NT(q6_K)
+
+/* ---- activation conversion (f16 via F16C; same rounding as the scalar path) ------------- */
+
+static TGT void quant_f16_avx2(const float *x, void *vy, int n) {
+  uint16_t *y = vy;
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; i++) y[i] = f32_to_f16(x[i]);
+}
+
+int mk_avx2_fill(int type, mk_type_ops *o) {
+  switch (type) {
+    case T_F32: o->dot = dot_f32; return 1;
+    case T_F16: o->dot = dot_f16; o->quant_act = quant_f16_avx2; return 1;
+    case T_BF16: o->dot = dot_bf16; return 1;
+    case T_Q8_0: o->dot = dot_q8_0; return 1;
+    case T_Q4_0: o->dot = dot_q4_0; return 1;
+    case T_Q4_K: o->dot = dot_q4_K; return 1;
+    case T_Q5_K: o->dot = dot_q5_K; return 1;
+    case T_Q6_K: o->dot = dot_q6_K; return 1;
+    default: return 0;
+  }
+}
+
+/* ---- attention helpers ----------------------------------------------------------------- */
+
+TGT float mk_avx2_dot_f16(int n, const uint16_t *a, const uint16_t *b) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(load_f16x8(a + i), load_f16x8(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(load_f16x8(a + i + 8), load_f16x8(b + i + 8), acc1);
+  }
+  float r = hsum_ps(_mm256_add_ps(acc0, acc1));
+  for (; i < n; i++) r += f16_to_f32(a[i]) * f16_to_f32(b[i]);
+  return r;
+}
+
+/* y += alpha · v (v f16) */
+TGT void mk_avx2_axpy_f16(int n, float alpha, const uint16_t *v, float *y) {
+  const __m256 a = _mm256_set1_ps(alpha);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, load_f16x8(v + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; i++) y[i] += alpha * f16_to_f32(v[i]);
+}
+
+#else /* not x86-64 GCC/clang: scalar only */
+
+int mk_cpu_has_avx2(void) { return 0; }
+int mk_avx2_fill(int type, mk_type_ops *o) { (void)type; (void)o; return 0; }
+float mk_avx2_dot_f16(int n, const uint16_t *a, const uint16_t *b) { (void)n; (void)a; (void)b; return 0; }
+void mk_avx2_axpy_f16(int n, float alpha, const uint16_t *v, float *y) { (void)n; (void)alpha; (void)v; (void)y; }
+
+#endif
