@@ -8,7 +8,8 @@
  * Numerics follow llama.cpp's CPU backend so that logits match it:
  *  - matmul activations are converted to the weight's "vec-dot type" before the dot product:
  *    F32 -> f32, F16 -> f16, BF16 -> bf16, Q8_0/Q4_0 -> Q8_0 blocks, Q4_K/Q5_K/Q6_K -> Q8_K blocks;
- *  - attention: q is rounded to f16 (the KV cache is f16), scores and softmax in f32.
+ *  - attention follows ggml-cpu flash attention: for T < 64, q rounded to f16 and an f16 online-softmax
+ *    accumulator; for T ≥ 64, all in f32 (see ReferenceBackend.attention).
  * All calls are synchronous and write into caller-owned output arrays.
  */
 import type { Tensor } from '../tensor.js';

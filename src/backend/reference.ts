@@ -100,11 +100,13 @@ export class ReferenceBackend implements Backend {
   }
 
   /**
-   * Causal attention with GQA, for queries at positions pos0 .. pos0+T-1:
-   *   q is rounded to f16 (the vec-dot type of the f16 K cache);
-   *   s_j = scale * (q · k_j) for j = 0..pos (f16 products summed as in ggml_vec_dot_f16);
-   *   p = softmax(s) in f32 with max-subtraction (sum in f64, as ggml_vec_soft_max_f32);
-   *   out = Σ_j p_j v_j, in f32.
+   * Causal attention with GQA, for queries at positions pos0 .. pos0+T-1, with the numerics of
+   * ggml-cpu's flash attention (ops.cpp `ggml_compute_forward_flash_attn_ext_f16`), which llama.cpp uses
+   * on CPU by default. ggml picks one of two paths by batch size:
+   *  - T < 64 (decode, short prompts; `..._f16_one_chunk`): q is rounded to f16 (the K cache's vec-dot
+   *    type), s_j = scale·(q·k_j), and an online softmax accumulates Σ e^{s_j−M}·v_j in an **f16**
+   *    accumulator (each rescale and multiply-add rounds to f16), divided by the f32 sum at the end;
+   *  - T ≥ 64 (`..._tiled`): everything in f32 — q stays f32, K/V are widened to f32.
    */
   attention({ out, q, kCache, vCache, T, pos0, nHead, nHeadKv, headDim, scale }: AttentionArgs): void {
     assert(nHead % nHeadKv === 0, `attention: ${nHead} heads is not a multiple of ${nHeadKv} KV heads`);
@@ -112,38 +114,42 @@ export class ReferenceBackend implements Backend {
     const group = nHead / nHeadKv; // query heads per KV head
     const rowKv = nHeadKv * Dh; // one cache position [Hkv, Dh]
     assert(kCache.length >= (pos0 + T) * rowKv && vCache.length >= (pos0 + T) * rowKv, 'attention: KV cache too small');
-    const q16 = new Float32Array(Dh); // q rounded to f16
-    const p = new Float32Array(pos0 + T); // scores, then probabilities
-    const acc = new Float64Array(Dh);
+    const f16Path = T < 64;
+    const qv = new Float32Array(Dh);
+    const acc = new Float32Array(Dh);
+    const r16 = (x: number) => f16ToF32(f32ToF16(x));
     for (let t = 0; t < T; t++) {
       const pos = pos0 + t;
       for (let h = 0; h < nHead; h++) {
         const kvh = Math.floor(h / group);
         const qo = (t * nHead + h) * Dh;
-        for (let d = 0; d < Dh; d++) q16[d] = f16ToF32(f32ToF16(q[qo + d]));
-        // scores over positions 0..pos (causal)
-        let max = -Infinity;
+        for (let d = 0; d < Dh; d++) qv[d] = f16Path ? r16(q[qo + d]) : q[qo + d];
+        acc.fill(0);
+        let M = -Infinity; // running max of scores
+        let S = 0; // running Σ e^{s−M}
         for (let j = 0; j <= pos; j++) {
           const ko = j * rowKv + kvh * Dh;
           let s = 0;
-          for (let d = 0; d < Dh; d++) s += F(q16[d] * f16ToF32(kCache[ko + d]));
-          p[j] = F(F(s) * scale);
-          if (p[j] > max) max = p[j];
-        }
-        let sum = 0;
-        for (let j = 0; j <= pos; j++) {
-          p[j] = F(Math.exp(F(p[j] - max)));
-          sum += p[j];
-        }
-        const inv = F(1 / sum);
-        for (let j = 0; j <= pos; j++) p[j] = F(p[j] * inv);
-        // weighted sum of values
-        acc.fill(0);
-        for (let j = 0; j <= pos; j++) {
+          for (let d = 0; d < Dh; d++) s += F(qv[d] * f16ToF32(kCache[ko + d]));
+          s = F(F(s) * scale);
+          let ms = 1; // rescale of what was accumulated, when the max grows
+          let vs = 1; // weight of this value row
+          if (s > M) {
+            ms = M === -Infinity ? 0 : F(Math.exp(M - s));
+            M = s;
+            for (let d = 0; d < Dh; d++) acc[d] = f16Path ? r16(acc[d] * ms) : F(acc[d] * ms);
+          } else {
+            vs = F(Math.exp(s - M));
+          }
           const vo = j * rowKv + kvh * Dh;
-          for (let d = 0; d < Dh; d++) acc[d] += F(p[j] * f16ToF32(vCache[vo + d]));
+          for (let d = 0; d < Dh; d++) {
+            const a = acc[d] + F(f16ToF32(vCache[vo + d]) * vs);
+            acc[d] = f16Path ? r16(a) : F(a);
+          }
+          S = F(F(S * ms) + vs);
         }
-        for (let d = 0; d < Dh; d++) out[qo + d] = acc[d];
+        const inv = S === 0 ? 0 : F(1 / S);
+        for (let d = 0; d < Dh; d++) out[qo + d] = F(acc[d] * inv);
       }
     }
   }
