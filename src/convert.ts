@@ -8,7 +8,7 @@
  *  - rows that do not fill whole blocks fall back: Q4_K/Q6_K -> Q8_0 -> F16.
  * Tensors are converted and written one at a time, so RAM stays near the largest tensor.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { basename } from 'node:path';
 import { CheckpointError, UsageError } from './errors.js';
 import { GGMLType, TYPE_TRAITS, numel, type Tensor } from './tensor.js';
@@ -18,6 +18,8 @@ import { ggufToHFConfig, HF_FAMILIES, modelTypeForArch } from './formats/hf-conf
 import { ggufToHFTensors } from './formats/names.js';
 import { dequantize, quantize } from './formats/quants.js';
 import { writeSafetensorsFolder } from './formats/safetensors.js';
+import { writeFileAtomic } from './formats/atomic.js';
+import { ggufMetadataToTokenizerJson, tokenizerJsonToGGUFMetadata } from './tokenizer/gguf-vocab.js';
 
 export type ConvertType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_k';
 export const CONVERT_TYPES: readonly ConvertType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_k'];
@@ -54,21 +56,6 @@ function convertData(t: Tensor, to: GGMLType): Uint8Array {
   return quantize(to, toF32(t));
 }
 
-interface TokenizerBridge {
-  tokenizerJsonToGGUFMetadata?: (tokenizerJson: unknown, tokenizerConfig: unknown) => Iterable<[string, GGUFValue]> | Map<string, GGUFValue>;
-  ggufMetadataToTokenizerJson?: (metadata: Map<string, GGUFValue>) => unknown;
-}
-
-/** The tokenizer bridge lives in src/tokenizer/gguf-vocab.ts (tokenizer module); loaded lazily. */
-async function tokenizerBridge(): Promise<TokenizerBridge> {
-  const spec = './tokenizer/gguf-vocab.js';
-  try {
-    return (await import(spec)) as TokenizerBridge;
-  } catch {
-    return {};
-  }
-}
-
 /** HF folder -> GGUF file. llama.cpp loads the result (given a tokenizer.json it can map). */
 export async function convertHFToGGUF(hfDir: string, outPath: string, opts: { type?: ConvertType; name?: string } = {}): Promise<void> {
   const want = opts.type ?? 'f16';
@@ -82,14 +69,10 @@ export async function convertHFToGGUF(hfDir: string, outPath: string, opts: { ty
     metadata.push(['general.name', str(opts.name ?? basename(hfDir.replace(/\/+$/, '')))]);
     metadata.push(['general.file_type', u32(FILE_TYPE[want])]);
     for (const [k, v] of ckpt.metadata) if (k !== 'general.architecture') metadata.push([k, v]);
-    const bridge = await tokenizerBridge();
-    if (ckpt.hf?.tokenizerJson !== undefined) {
-      if (bridge.tokenizerJsonToGGUFMetadata) {
-        for (const kv of bridge.tokenizerJsonToGGUFMetadata(ckpt.hf.tokenizerJson, ckpt.hf.tokenizerConfig)) metadata.push(kv);
-      } else {
-        process.emitWarning('tokenizer bridge (src/tokenizer/gguf-vocab.ts) not available: GGUF written without tokenizer metadata');
-      }
+    if (ckpt.hf?.tokenizerJson === undefined) {
+      throw new UsageError(`${hfDir}: tokenizer.json is missing; llama.cpp needs the vocabulary in the GGUF — add the model's tokenizer.json`);
     }
+    metadata.push(...tokenizerJsonToGGUFMetadata(ckpt.hf.tokenizerJson as object, (ckpt.hf.tokenizerConfig ?? {}) as object));
     const tensors = [...ckpt.tensors.values()].map((t) => {
       const type = targetType(t.name, t.shape, want);
       return { name: t.name, type, shape: t.shape, data: () => convertData(t, type) };
@@ -142,15 +125,14 @@ export async function convertGGUFToHF(ggufPath: string, outDir: string, opts: { 
     const config = ggufToHFConfig(meta, { file: ggufPath, tiedEmbeddings: !ckpt.tensors.has('output.weight'), torchDtype });
     if (!existsSync(outDir)) mkdirSync(outDir, { recursive: true });
     writeSafetensorsFolder(outDir, hfTensors, { maxShardBytes: opts.maxShardBytes });
-    writeFileSync(`${outDir}/config.json`, JSON.stringify(config, null, 2) + '\n');
-    const bridge = await tokenizerBridge();
-    if (bridge.ggufMetadataToTokenizerJson && meta.has('tokenizer.ggml.model')) {
-      const r = bridge.ggufMetadataToTokenizerJson(meta) as { tokenizerJson?: unknown; tokenizerConfig?: unknown } | null;
-      const tj = r && typeof r === 'object' && 'tokenizerJson' in r ? r.tokenizerJson : r;
-      if (tj) writeFileSync(`${outDir}/tokenizer.json`, JSON.stringify(tj) + '\n');
-      if (r && typeof r === 'object' && 'tokenizerConfig' in r && r.tokenizerConfig) writeFileSync(`${outDir}/tokenizer_config.json`, JSON.stringify(r.tokenizerConfig, null, 2) + '\n');
-    } else if (meta.has('tokenizer.ggml.model')) {
-      process.emitWarning('tokenizer bridge (src/tokenizer/gguf-vocab.ts) not available: tokenizer.json not written');
+    writeFileAtomic(`${outDir}/config.json`, JSON.stringify(config, null, 2) + '\n');
+    if (meta.has('tokenizer.ggml.model')) {
+      const { tokenizerJson, tokenizerConfig } = ggufMetadataToTokenizerJson((k) => {
+        const v = meta.get(k);
+        return v === undefined ? undefined : plainValue(v);
+      });
+      writeFileAtomic(`${outDir}/tokenizer.json`, JSON.stringify(tokenizerJson) + '\n');
+      writeFileAtomic(`${outDir}/tokenizer_config.json`, JSON.stringify(tokenizerConfig, null, 2) + '\n');
     }
   } finally {
     ckpt.close();

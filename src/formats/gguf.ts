@@ -9,7 +9,8 @@
  * string = u64 length + UTF-8 bytes (no NUL); array = u32 item_type + u64 count + items.
  * Shapes: GGUF `ne` lists the contiguous dimension first; moekit shapes are row-major, so reversed.
  */
-import { closeSync, fstatSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, writeSync } from 'node:fs';
+import { atomicWrite } from './atomic.js';
 import { CheckpointError, MoekitError, UnsupportedError, UsageError } from '../errors.js';
 import { GGMLType, TYPE_TRAITS, isSupportedType, tensorBytes, typeName, type Tensor } from '../tensor.js';
 import { mapFile, readFully, type MappedFile } from './mmap.js';
@@ -565,10 +566,7 @@ export function writeGGUF(path: string, input: GGUFWriteInput, opts: { alignment
   }
   const { header, offsets, sizes } = encodeGGUFHeader({ metadata, tensors: input.tensors }, alignment);
 
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w');
-  let ok = false;
-  try {
+  atomicWrite(path, (fd) => {
     let pos = 0;
     const put = (b: Uint8Array) => {
       let done = 0;
@@ -592,11 +590,5 @@ export function writeGGUF(path: string, input: GGUFWriteInput, opts: { alignment
       put(data);
       pad();
     });
-    fsyncSync(fd);
-    ok = true;
-  } finally {
-    closeSync(fd);
-    if (!ok) rmSync(tmp, { force: true });
-  }
-  renameSync(tmp, path);
+  });
 }

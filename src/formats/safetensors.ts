@@ -5,8 +5,9 @@
  *   offsets are relative to the data start; the tensors tile the data area with no gaps.
  * moekit reads F32, F16 and BF16 (as GGML types F32/F16/BF16, same bytes).
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { atomicWrite, writeFileAtomic } from './atomic.js';
 import { CheckpointError, MoekitError, UnsupportedError, UsageError } from '../errors.js';
 import { GGMLType, numel, typeName, type Tensor } from '../tensor.js';
 import { mapFile, type MappedFile } from './mmap.js';
@@ -247,10 +248,7 @@ export function writeSafetensors(path: string, tensors: SafetensorsWriteTensor[]
     json += ' '.repeat(padded - hb.length);
     hb = enc.encode(json);
   }
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w');
-  let ok = false;
-  try {
+  atomicWrite(path, (fd) => {
     let pos = 0;
     const put = (b: Uint8Array) => {
       let done = 0;
@@ -266,13 +264,7 @@ export function writeSafetensors(path: string, tensors: SafetensorsWriteTensor[]
       if (!(data instanceof Uint8Array) || data.length !== sizes[i]) throw new UsageError(`safetensors tensor ${t.name}: data has ${(data as Uint8Array | undefined)?.length} bytes, expected ${sizes[i]}`);
       put(data);
     });
-    fsyncSync(fd);
-    ok = true;
-  } finally {
-    closeSync(fd);
-    if (!ok) rmSync(tmp, { force: true });
-  }
-  renameSync(tmp, path);
+  });
 }
 
 /**
@@ -317,15 +309,7 @@ export function writeSafetensorsFolder(dir: string, tensors: SafetensorsWriteTen
   });
   const idx = JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n';
   const ip = join(dir, 'model.safetensors.index.json');
-  const tmp = `${ip}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, idx);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, ip);
+  writeFileAtomic(ip, idx);
   names.push('model.safetensors.index.json');
   return names;
 }

@@ -1,0 +1,192 @@
+/**
+ * Binding to the C addon in native/ (AVX2/FMA kernels with a scalar fallback, own thread pool,
+ * mmap). `NativeBackend` validates every argument here, in TypeScript, before the native call,
+ * so bad shapes or ids become `Error`s and can never make the addon read out of bounds
+ * (the addon re-checks sizes as a second line of defence).
+ *
+ * Exports: loadAddon(), nativeAvailable(), class NativeBackend implements Backend.
+ */
+import { createRequire } from 'node:module';
+import type { AttentionArgs, Backend, GetRowsArgs, MatmulArgs, MoeFfnArgs } from './backend.js';
+import { GGMLType, isSupportedType, tensorBytes, typeName, type Tensor } from '../tensor.js';
+
+export interface MmapHandle {
+  /** file size in bytes */
+  readonly size: number;
+}
+
+/** The raw addon (native/src/addon.c). Positional and unchecked beyond sizes: use NativeBackend. */
+export interface Addon {
+  matmul(y: Float32Array, x: Float32Array, w: Uint8Array, type: number, T: number, N: number, K: number, threads: number): void;
+  moeFfn(
+    out: Float32Array, x: Float32Array,
+    gate: Uint8Array, gateType: number, up: Uint8Array, upType: number, down: Uint8Array, downType: number,
+    ids: Int32Array, weights: Float32Array, T: number, K: number, E: number, F: number, D: number, threads: number,
+  ): void;
+  attention(
+    out: Float32Array, q: Float32Array, kCache: Uint16Array, vCache: Uint16Array,
+    T: number, pos0: number, H: number, Hkv: number, Dh: number, ctx: number, scale: number, threads: number,
+  ): void;
+  getRows(out: Float32Array, w: Uint8Array, type: number, K: number, rows: Int32Array): void;
+  /** Reads every cache line of `buf` with `threads` threads (time it for read bandwidth); returns a checksum. */
+  readProbe(buf: Uint8Array, threads: number): number;
+  /** Resize the worker pool (threads in total, the caller included); returns the new size. */
+  setThreads(n: number): number;
+  getThreads(): number;
+  /** Select AVX2 (true, if the CPU has it) or scalar kernels; returns whether SIMD is active. */
+  setSimd(on: boolean): boolean;
+  /** avx2: the CPU has AVX2+FMA+F16C; simd: the AVX2 kernels are in use (MOEKIT_NO_SIMD=1 turns them off). */
+  cpuFeatures(): { avx2: boolean; simd: boolean };
+  /** PROT_READ mapping of a whole file; throws an Error with the errno text. */
+  mmapOpen(path: string): MmapHandle;
+  /** External ArrayBuffer over [offset, offset+length) of the mapping (RangeError when outside). */
+  mmapView(handle: MmapHandle, offset: number, length: number): ArrayBuffer;
+}
+
+let addon: Addon | null | undefined;
+let loadError: Error | undefined;
+
+/** The addon, loaded once. Throws with a build hint when it is missing. */
+export function loadAddon(): Addon {
+  if (addon === undefined) {
+    try {
+      addon = createRequire(import.meta.url)('../../native/build/Release/moekit.node') as Addon;
+    } catch (e) {
+      addon = null;
+      loadError = e as Error;
+    }
+  }
+  if (addon === null) {
+    throw new Error(`moekit native addon could not be loaded (build it with \`npm run build:native\`): ${loadError?.message}`);
+  }
+  return addon;
+}
+
+export function nativeAvailable(): boolean {
+  try {
+    loadAddon();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const NATIVE_TYPES: ReadonlySet<GGMLType> = new Set([
+  GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
+]);
+
+function fail(msg: string): never {
+  throw new Error(`NativeBackend: ${msg}`);
+}
+
+function checkCount(what: string, n: number): void {
+  if (!Number.isSafeInteger(n) || n < 1 || n > 0x7fffffff) fail(`${what} must be a positive integer, got ${n}`);
+}
+
+function checkLength(what: string, arr: { length: number }, want: number): void {
+  if (arr.length !== want) fail(`${what} has ${arr.length} elements, expected ${want}`);
+}
+
+/** A weight tensor's type is supported and its bytes match its shape exactly. */
+function checkWeight(w: Tensor, rank: number): void {
+  if (!isSupportedType(w.type) || !NATIVE_TYPES.has(w.type)) {
+    fail(`${w.name}: tensor type ${typeName(w.type)} is not supported (supported: ${[...NATIVE_TYPES].map(typeName).join(', ')})`);
+  }
+  if (w.shape.length !== rank) fail(`${w.name}: expected a ${rank}-D tensor, got shape [${w.shape}]`);
+  for (const d of w.shape) checkCount(`${w.name} dimension`, d);
+  let bytes: number;
+  try {
+    bytes = tensorBytes(w.type, w.shape);
+  } catch (e) {
+    fail(`${w.name}: ${(e as Error).message}`);
+  }
+  if (!(w.data instanceof Uint8Array)) fail(`${w.name}: data must be a Uint8Array`);
+  if (w.data.byteLength !== bytes) fail(`${w.name}: ${w.data.byteLength} bytes, but ${typeName(w.type)} [${w.shape}] needs ${bytes}`);
+}
+
+export interface NativeBackendOptions {
+  /** threads in total (the caller included); default 1 */
+  threads?: number;
+}
+
+export class NativeBackend implements Backend {
+  readonly name = 'native';
+  readonly threads: number;
+  private readonly addon: Addon;
+
+  constructor({ threads = 1 }: NativeBackendOptions = {}) {
+    if (!Number.isSafeInteger(threads) || threads < 1 || threads > 256) fail(`threads must be an integer in [1, 256], got ${threads}`);
+    this.addon = loadAddon();
+    this.threads = threads;
+    if (this.addon.getThreads() < threads) this.addon.setThreads(threads);
+  }
+
+  matmul({ y, x, w, T }: MatmulArgs): void {
+    checkWeight(w, 2);
+    checkCount('matmul T', T);
+    const [N, K] = w.shape as [number, number];
+    checkLength(`matmul ${w.name} x`, x, T * K);
+    checkLength(`matmul ${w.name} y`, y, T * N);
+    this.addon.matmul(y, x, w.data, w.type, T, N, K, this.threads);
+  }
+
+  moeFfn({ out, x, gate, up, down, ids, weights, T, K }: MoeFfnArgs): void {
+    checkWeight(gate, 3);
+    checkWeight(up, 3);
+    checkWeight(down, 3);
+    checkCount('moeFfn T', T);
+    checkCount('moeFfn K', K);
+    const [E, F, D] = gate.shape as [number, number, number];
+    if (up.shape.join() !== gate.shape.join()) fail(`moeFfn: up ${up.name} [${up.shape}] must match gate [${gate.shape}]`);
+    if (down.shape[0] !== E || down.shape[1] !== D || down.shape[2] !== F) {
+      fail(`moeFfn: down ${down.name} [${down.shape}] must be [${E}, ${D}, ${F}]`);
+    }
+    if (!(ids instanceof Int32Array)) fail('moeFfn: ids must be an Int32Array');
+    if (!(weights instanceof Float32Array)) fail('moeFfn: weights must be a Float32Array');
+    checkLength('moeFfn out', out, T * D);
+    checkLength('moeFfn x', x, T * D);
+    checkLength('moeFfn ids', ids, T * K);
+    checkLength('moeFfn weights', weights, T * K);
+    for (let i = 0; i < ids.length; i++) {
+      const e = ids[i]!;
+      if (e >= E) fail(`moeFfn: expert id ${e} at [${Math.floor(i / K)}, ${i % K}] is out of range [-1, ${E})`);
+    }
+    this.addon.moeFfn(out, x, gate.data, gate.type, up.data, up.type, down.data, down.type, ids, weights, T, K, E, F, D, this.threads);
+  }
+
+  attention({ out, q, kCache, vCache, T, pos0, nHead, nHeadKv, headDim, scale }: AttentionArgs): void {
+    checkCount('attention T', T);
+    checkCount('attention nHead', nHead);
+    checkCount('attention nHeadKv', nHeadKv);
+    checkCount('attention headDim', headDim);
+    if (!Number.isSafeInteger(pos0) || pos0 < 0) fail(`attention: pos0 must be a non-negative integer, got ${pos0}`);
+    if (nHead % nHeadKv !== 0) fail(`attention: ${nHead} heads is not a multiple of ${nHeadKv} KV heads`);
+    if (!Number.isFinite(scale)) fail(`attention: scale must be finite, got ${scale}`);
+    if (!(kCache instanceof Uint16Array) || !(vCache instanceof Uint16Array)) fail('attention: caches must be Uint16Arrays of f16 bits');
+    const row = nHeadKv * headDim;
+    if (kCache.length % row !== 0 || kCache.length === 0) fail(`attention: K cache of ${kCache.length} is not a whole number of [${nHeadKv}, ${headDim}] rows`);
+    checkLength('attention V cache', vCache, kCache.length);
+    const ctx = kCache.length / row;
+    if (pos0 + T > ctx) fail(`attention: positions ${pos0}..${pos0 + T - 1} exceed the cache of ${ctx} positions`);
+    checkLength('attention q', q, T * nHead * headDim);
+    checkLength('attention out', out, T * nHead * headDim);
+    this.addon.attention(out, q, kCache, vCache, T, pos0, nHead, nHeadKv, headDim, ctx, scale, this.threads);
+  }
+
+  getRows({ out, w, rows }: GetRowsArgs): void {
+    checkWeight(w, 2);
+    const [R, K] = w.shape as [number, number];
+    const idx = new Int32Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      if (!Number.isInteger(r) || r < 0 || r >= R) fail(`getRows ${w.name}: row ${r} out of range [0, ${R})`);
+      idx[i] = r;
+    }
+    checkLength(`getRows ${w.name} out`, out, rows.length * K);
+    if (rows.length === 0) return;
+    this.addon.getRows(out, w.data, w.type, K, idx);
+  }
+
+  /** The worker pool is shared by the process and kept for reuse; nothing to release per backend. */
+  dispose(): void {}
+}

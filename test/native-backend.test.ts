@@ -1,0 +1,274 @@
+/**
+ * NativeBackend (C addon) against ReferenceBackend (plain TS) on random inputs at real shapes,
+ * for every weight type, on both the AVX2 and the scalar kernels, with 1 and 2 threads.
+ * The integer math per block is the same in both, so only f32 summation order differs (and,
+ * for Q8_0 activations, the x86 vs generic rounding of rare halfway cases): tolerances are
+ * relative to the output scale and tight.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { GGMLType, typeName, tensorBytes, type Tensor } from '../src/tensor.js';
+import { NativeBackend, nativeAvailable, loadAddon } from '../src/backend/native.js';
+import { ReferenceBackend } from '../src/backend/reference.js';
+import { createBackend, physicalCores } from '../src/backend/index.js';
+import { quantize } from '../src/formats/quants.js';
+import { f32ToF16 } from '../src/formats/half.js';
+
+const skip = nativeAvailable() ? false : 'native addon not built (npm run build:native)';
+const TYPES = [GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K];
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Roughly normal values (sum of uniforms), scaled. */
+function randn(n: number, r: () => number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (r() + r() + r() - 1.5) * 2 * scale;
+  return a;
+}
+
+function weight(name: string, type: GGMLType, shape: number[], r: () => number): Tensor {
+  const f = randn(shape.reduce((a, b) => a * b, 1), r, 0.5);
+  const data = quantize(type, f);
+  assert.equal(data.byteLength, tensorBytes(type, shape));
+  return { name, type, shape, data };
+}
+
+/** max |a-b| / max |b|: error relative to the output's scale. */
+function relErr(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let d = 0, m = 0;
+  for (let i = 0; i < a.length; i++) {
+    assert.ok(Number.isFinite(a[i]), `non-finite output at ${i}`);
+    d = Math.max(d, Math.abs(a[i]! - b[i]!));
+    m = Math.max(m, Math.abs(b[i]!));
+  }
+  return m === 0 ? d : d / m;
+}
+
+/**
+ * Tolerance vs the TS reference. Observed: <= 2e-6 for all types (f32 summation order), except
+ * Q8_0/Q4_0 at ~3e-4: the native Q8_0 activation quantizer follows ggml's x86 quantize_row_q8_0
+ * (multiplier 127/amax, round half to even), the reference follows quantize_row_q8_0_ref.
+ */
+function tolFor(type: GGMLType): number {
+  return type === GGMLType.Q8_0 || type === GGMLType.Q4_0 ? 2e-3 : 1e-5;
+}
+
+function withSimd<T>(on: boolean, f: () => T): T {
+  const a = loadAddon();
+  const prev = a.cpuFeatures().simd;
+  a.setSimd(on);
+  try {
+    return f();
+  } finally {
+    a.setSimd(prev);
+  }
+}
+
+const simdModes = (): boolean[] => (loadAddon().cpuFeatures().avx2 ? [true, false] : [false]);
+
+const ref = new ReferenceBackend();
+
+test('matmul: native == reference for every type, T in {1, 7, 64}, SIMD and scalar', { skip }, () => {
+  const nb1 = new NativeBackend({ threads: 1 });
+  const nb2 = new NativeBackend({ threads: 2 });
+  const K = 2048;
+  for (const type of TYPES) {
+    const r = rng(1000 + type);
+    for (const [T, N] of [[1, 1024], [7, 512], [64, 80]] as const) {
+      const w = weight(`w.${typeName(type)}`, type, [N, K], r);
+      const x = randn(T * K, r);
+      const want = new Float32Array(T * N);
+      ref.matmul({ y: want, x, w, T });
+      const outs: Float32Array[] = [];
+      for (const simd of simdModes()) {
+        for (const nb of [nb1, nb2]) {
+          const y = new Float32Array(T * N).fill(NaN);
+          withSimd(simd, () => nb.matmul({ y, x, w, T }));
+          const e = relErr(y, want);
+          assert.ok(e <= tolFor(type), `${typeName(type)} T=${T} simd=${simd} threads=${nb.threads}: rel err ${e}`);
+          outs.push(y);
+        }
+      }
+      // thread count never changes results; SIMD vs scalar differ only by f32 summation order
+      assert.deepEqual(outs[1], outs[0], `${typeName(type)} T=${T}: 1 vs 2 threads`);
+      if (outs.length === 4) {
+        assert.deepEqual(outs[3], outs[2]);
+        assert.ok(relErr(outs[0]!, outs[2]!) <= 1e-5, `${typeName(type)} T=${T}: simd vs scalar`);
+      }
+    }
+  }
+});
+
+test('matmul: a tile of tokens gives the same rows as tokens one at a time', { skip }, () => {
+  const nb = new NativeBackend({ threads: 2 });
+  const K = 512, N = 64, T = 11;
+  for (const type of TYPES) {
+    const r = rng(77 + type);
+    const w = weight('w', type, [N, K], r);
+    const x = randn(T * K, r);
+    const y = new Float32Array(T * N);
+    nb.matmul({ y, x, w, T });
+    for (let t = 0; t < T; t++) {
+      const yt = new Float32Array(N);
+      nb.matmul({ y: yt, x: x.subarray(t * K, (t + 1) * K), w, T: 1 });
+      assert.deepEqual(yt, y.subarray(t * N, (t + 1) * N), `${typeName(type)} token ${t}`);
+    }
+  }
+});
+
+test('moeFfn: native == reference, E=8, K=2, T in {1, 33}, with unused slots', { skip }, () => {
+  const E = 8, F = 256, D = 512, K = 2;
+  const nb1 = new NativeBackend({ threads: 1 });
+  const nb2 = new NativeBackend({ threads: 2 });
+  const combos: [GGMLType, GGMLType][] = [
+    [GGMLType.Q4_K, GGMLType.Q6_K], [GGMLType.Q8_0, GGMLType.Q8_0], [GGMLType.F16, GGMLType.F32],
+    [GGMLType.Q5_K, GGMLType.Q4_0], [GGMLType.BF16, GGMLType.Q4_K],
+  ];
+  for (const [gt, dt] of combos) {
+    const r = rng(500 + gt * 31 + dt);
+    const gate = weight('gate', gt, [E, F, D], r), up = weight('up', gt, [E, F, D], r), down = weight('down', dt, [E, D, F], r);
+    for (const T of [1, 33]) {
+      const x = randn(T * D, r);
+      const ids = new Int32Array(T * K), weights = new Float32Array(T * K);
+      for (let t = 0; t < T; t++) {
+        const a = Math.floor(r() * E);
+        ids[t * K] = a;
+        ids[t * K + 1] = (a + 1 + Math.floor(r() * (E - 1))) % E;
+        if (t % 5 === 3) ids[t * K + (t % 2)] = -1; // unused slot
+        if (t === 7) ids.fill(-1, t * K, t * K + K); // token with no expert -> zeros
+        weights[t * K] = r();
+        weights[t * K + 1] = r();
+      }
+      const want = new Float32Array(T * D);
+      ref.moeFfn({ out: want, x, gate, up, down, ids, weights, T, K });
+      const tol = Math.max(tolFor(gt), tolFor(dt)) * 2;
+      const outs: Float32Array[] = [];
+      for (const simd of simdModes()) {
+        for (const nb of [nb1, nb2]) {
+          const out = new Float32Array(T * D).fill(NaN);
+          withSimd(simd, () => nb.moeFfn({ out, x, gate, up, down, ids, weights, T, K }));
+          const e = relErr(out, want);
+          assert.ok(e <= tol, `moe ${typeName(gt)}/${typeName(dt)} T=${T} simd=${simd} threads=${nb.threads}: rel err ${e}`);
+          outs.push(out);
+        }
+      }
+      assert.deepEqual(outs[1], outs[0]);
+      if (T > 7) assert.ok(outs[0]!.subarray(7 * D, 8 * D).every((v) => v === 0), 'token without experts must be 0');
+    }
+  }
+});
+
+test('attention: native == reference with GQA and pos0 > 0, f16 (T < 64) and f32 (T >= 64) paths', { skip }, () => {
+  const nb1 = new NativeBackend({ threads: 1 });
+  const nb2 = new NativeBackend({ threads: 2 });
+  for (const [H, Hkv, Dh, T, pos0, ctx] of [[8, 2, 64, 1, 37, 64], [4, 4, 128, 9, 5, 16], [6, 3, 80, 5, 0, 8], [4, 2, 64, 64, 3, 80]] as const) {
+    const r = rng(H * 1000 + T);
+    const q = randn(T * H * Dh, r);
+    const kf = randn(ctx * Hkv * Dh, r), vf = randn(ctx * Hkv * Dh, r);
+    const kCache = new Uint16Array(kf.length), vCache = new Uint16Array(vf.length);
+    for (let i = 0; i < kf.length; i++) {
+      kCache[i] = f32ToF16(kf[i]!);
+      vCache[i] = f32ToF16(vf[i]!);
+    }
+    // positions beyond pos0+T-1 are garbage the kernel must not read (causality)
+    for (let i = (pos0 + T) * Hkv * Dh; i < kCache.length; i++) kCache[i] = vCache[i] = 0x7c00; // +inf
+    const args = { q, kCache, vCache, T, pos0, nHead: H, nHeadKv: Hkv, headDim: Dh, scale: 1 / Math.sqrt(Dh) };
+    const want = new Float32Array(T * H * Dh);
+    ref.attention({ out: want, ...args });
+    for (const simd of simdModes()) {
+      for (const nb of [nb1, nb2]) {
+        const out = new Float32Array(T * H * Dh).fill(NaN);
+        withSimd(simd, () => nb.attention({ out, ...args }));
+        const e = relErr(out, want);
+        // T < 64 accumulates in f16 (as ggml's flash attention): a different f32 summation order
+        // of q·k can flip one f16 rounding (~5e-4 relative); the T >= 64 path is all f32
+        const tol = T < 64 ? 2e-3 : 1e-5;
+        assert.ok(e <= tol, `attention H=${H} Hkv=${Hkv} T=${T} simd=${simd}: rel err ${e}`);
+      }
+    }
+  }
+});
+
+test('getRows: native == reference for every type', { skip }, () => {
+  const nb = new NativeBackend({ threads: 2 });
+  for (const type of TYPES) {
+    const r = rng(9 + type);
+    const w = weight('token_embd.weight', type, [50, 512], r);
+    const rows = [3, 0, 49, 3, 17];
+    const want = new Float32Array(rows.length * 512), got = new Float32Array(rows.length * 512);
+    ref.getRows({ out: want, w, rows });
+    for (const simd of simdModes()) {
+      withSimd(simd, () => nb.getRows({ out: got, w, rows }));
+      assert.deepEqual(got, want, typeName(type));
+    }
+  }
+});
+
+test('validation: bad arguments throw before the native call', { skip }, () => {
+  const nb = new NativeBackend({ threads: 2 });
+  const r = rng(3);
+  const w = weight('w', GGMLType.Q4_K, [16, 256], r);
+  const x = randn(2 * 256, r);
+  assert.throws(() => nb.matmul({ y: new Float32Array(31), x, w, T: 2 }), /y has 31 elements/);
+  assert.throws(() => nb.matmul({ y: new Float32Array(32), x: x.subarray(1), w, T: 2 }), /x has/);
+  assert.throws(() => nb.matmul({ y: new Float32Array(32), x, w: { ...w, data: w.data.subarray(1) }, T: 2 }), /bytes/);
+  assert.throws(() => nb.matmul({ y: new Float32Array(32), x, w: { ...w, type: GGMLType.Q2_K }, T: 2 }), /not supported/);
+  assert.throws(() => nb.matmul({ y: new Float32Array(32), x, w: { ...w, shape: [16, 200] }, T: 2 }), /multiple/);
+  assert.throws(() => nb.matmul({ y: new Float32Array(0), x: new Float32Array(0), w, T: 0 }), /T must be/);
+
+  const E = 2, F = 512, D = 256;
+  const gate = weight('g', GGMLType.Q8_0, [E, F, D], r), down = weight('d', GGMLType.Q8_0, [E, D, F], r);
+  const moe = (ids: number[], extra: Partial<Parameters<NativeBackend['moeFfn']>[0]> = {}): void =>
+    nb.moeFfn({ out: new Float32Array(D), x: randn(D, r), gate, up: gate, down, ids: Int32Array.from(ids), weights: new Float32Array(2), T: 1, K: 2, ...extra });
+  moe([0, -1]);
+  assert.throws(() => moe([0, 2]), /expert id 2/);
+  assert.throws(() => moe([0]), /ids has 1/);
+  assert.throws(() => moe([0, 1], { down: gate }), /down/);
+
+  const kv = new Uint16Array(4 * 2 * 64);
+  const att = (o: Record<string, number>): void => {
+    const a = { T: 1, pos0: 3, nHead: 4, nHeadKv: 2, headDim: 64, scale: 0.125, ...o };
+    nb.attention({ out: new Float32Array(a.T * a.nHead * a.headDim), q: new Float32Array(a.T * a.nHead * a.headDim), kCache: kv, vCache: kv, ...a } as never);
+  };
+  att({});
+  assert.throws(() => att({ pos0: 4 }), /exceed the cache/);
+  assert.throws(() => att({ nHead: 3 }), /multiple/);
+
+  const emb = weight('e', GGMLType.F16, [4, 32], r);
+  assert.throws(() => nb.getRows({ out: new Float32Array(32), w: emb, rows: [4] }), /out of range/);
+  assert.throws(() => nb.getRows({ out: new Float32Array(32), w: emb, rows: [-1] }), /out of range/);
+  assert.throws(() => nb.getRows({ out: new Float32Array(32), w: emb, rows: [1.5] }), /out of range/);
+
+  // the addon's own size checks (second line of defence) also refuse mismatched sizes
+  const a = loadAddon();
+  assert.throws(() => a.matmul(new Float32Array(32), x, w.data.subarray(0, 10), GGMLType.Q4_K, 2, 16, 256, 1), RangeError);
+});
+
+test('createBackend / physicalCores; MOEKIT_NO_SIMD=1 selects the scalar kernels', { skip }, () => {
+  assert.ok(physicalCores() >= 1);
+  const b = createBackend({ threads: 2 });
+  assert.equal(b.name, 'native');
+  assert.equal(b.threads, 2);
+  assert.equal(createBackend({ kind: 'reference' }).name, 'reference');
+  const probe = `import { loadAddon } from './src/backend/native.ts'; console.log(JSON.stringify(loadAddon().cpuFeatures()));`;
+  const run = (env: NodeJS.ProcessEnv): { simd: boolean; avx2: boolean } => {
+    const p = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', probe], { env: { ...process.env, ...env }, encoding: 'utf8' });
+    assert.equal(p.status, 0, p.stderr);
+    return JSON.parse(p.stdout.trim().split('\n').pop()!) as { simd: boolean; avx2: boolean };
+  };
+  const off = run({ MOEKIT_NO_SIMD: '1' });
+  assert.equal(off.simd, false);
+  const on = run({ MOEKIT_NO_SIMD: '' });
+  assert.equal(on.simd, on.avx2);
+});
