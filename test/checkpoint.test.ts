@@ -12,6 +12,7 @@ import { permuteQKRows } from '../src/formats/names.js';
 import { writeSafetensorsFolder, type SafetensorsWriteTensor } from '../src/formats/safetensors.js';
 import { convertGGUFToHF, convertHFToGGUF, targetType } from '../src/convert.js';
 import { dequantize } from '../src/formats/quants.js';
+import { gpt2TokenizerJson } from '../src/testing/vocab.js';
 
 const repoRoot = resolve(fileURLToPath(import.meta.url), '../..');
 const root = join(repoRoot, '.cache', 'test-checkpoint');
@@ -89,6 +90,7 @@ function writeHF(dirName: string, fam: Fam, type = GGMLType.F32, maxShardBytes?:
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'config.json'), JSON.stringify(fam.config));
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(gpt2TokenizerJson(257)));
   const values = new Map<string, Float32Array>();
   const ts: SafetensorsWriteTensor[] = fam.tensors.map(([name, shape], i) => {
     const n = shape.reduce((a, b) => a * b, 1);

@@ -1,0 +1,135 @@
+/*
+ * Shared definitions for the moekit native kernels: ggml block layouts, half/bfloat
+ * conversions, and the per-type kernel table.
+ *
+ * Block layouts follow ggml-common.h (block_q4_0, block_q8_0, block_q4_K, block_q5_K,
+ * block_q6_K, block_q8_K); type ids follow ggml.h `enum ggml_type`.
+ */
+#ifndef MOEKIT_COMMON_H
+#define MOEKIT_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+enum {
+  T_F32 = 0,
+  T_F16 = 1,
+  T_Q4_0 = 2,
+  T_Q8_0 = 8,
+  T_Q4_K = 12,
+  T_Q5_K = 13,
+  T_Q6_K = 14,
+  T_Q8_K = 15,
+  T_BF16 = 30,
+};
+
+#define QK8_0 32
+#define QK4_0 32
+#define QK_K 256
+
+typedef struct { uint16_t d; uint8_t qs[QK4_0 / 2]; } block_q4_0;                 /* 18 bytes */
+typedef struct { uint16_t d; int8_t qs[QK8_0]; } block_q8_0;                      /* 34 bytes */
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[QK_K / 2]; } block_q4_K; /* 144 */
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K; /* 176 */
+typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; } block_q6_K; /* 210 */
+typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K; /* 292 */
+
+_Static_assert(sizeof(block_q4_0) == 18, "q4_0");
+_Static_assert(sizeof(block_q8_0) == 34, "q8_0");
+_Static_assert(sizeof(block_q4_K) == 144, "q4_K");
+_Static_assert(sizeof(block_q5_K) == 176, "q5_K");
+_Static_assert(sizeof(block_q6_K) == 210, "q6_K");
+_Static_assert(sizeof(block_q8_K) == 292, "q8_K");
+
+/* ---- scalar conversions ---------------------------------------------------------------- */
+
+extern float mk_f16_table[65536]; /* f16 bits -> f32, filled by mk_init_tables() */
+void mk_init_tables(void);
+
+static inline uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+static inline float f16_to_f32(uint16_t h) { return mk_f16_table[h]; }
+
+/* IEEE round-to-nearest-even f32 -> f16 (what F16C's vcvtps2ph and ggml's scalar path do). */
+static inline uint16_t f32_to_f16(float f) {
+  uint32_t x = f32_bits(f);
+  uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+  uint32_t a = x & 0x7fffffffu;
+  if (a > 0x7f800000u) return sign | 0x7e00;            /* NaN */
+  if (a >= 0x47800000u) return sign | 0x7c00;           /* >= 65536 (and inf) -> inf */
+  if (a < 0x38800000u) {                                /* below 2^-14: f16 subnormal */
+    float t = bits_f32(a) * 16777216.0f + 12582912.0f;  /* exact scale, then RNE via magic */
+    return sign | (uint16_t)((f32_bits(t) & 0x7fffff) - 0x400000);
+  }
+  uint32_t r = a - (112u << 23);                        /* rebias exponent 127 -> 15 */
+  r += 0xfffu + ((r >> 13) & 1u);                       /* round to nearest even */
+  return sign | (uint16_t)(r >> 13);                    /* carry may give inf: correct */
+}
+
+static inline float bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+
+/* ggml-impl.h ggml_compute_fp32_to_bf16: round to nearest even, NaN kept quiet. */
+static inline uint16_t f32_to_bf16(float f) {
+  uint32_t u = f32_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 64);
+  return (uint16_t)((u + (0x7fffu + ((u >> 16) & 1u))) >> 16);
+}
+
+/* ggml-quants.c nearest_int: round half to even via the 1.5*2^23 magic constant. */
+static inline int nearest_int(float f) {
+  float v = f + 12582912.0f;
+  return (int)(f32_bits(v) & 0x007fffff) - 0x00400000;
+}
+
+/* ggml-quants.c get_scale_min_k4: 6-bit scale and min of sub-block j of a Q4_K/Q5_K block. */
+static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+/* ---- per-type kernel table ------------------------------------------------------------- */
+
+/* The widest token tile a dot kernel handles in one pass over a weight row. */
+#define MK_TILE 4
+
+/*
+ * dot: s[t] = w_row · act_t for t < nt (1 <= nt <= MK_TILE), where act_t = act + t*act_stride
+ * bytes, both rows holding n elements (weight in its own type, activation in its vec-dot type).
+ */
+typedef void (*mk_dot_fn)(int n, const void *w_row, const void *act, size_t act_stride, int nt, float *s);
+/* Convert n f32 values to the vec-dot type (one activation row). */
+typedef void (*mk_quant_fn)(const float *x, void *y, int n);
+/* Dequantize n elements of one weight row to f32. */
+typedef void (*mk_dequant_fn)(const void *w, float *y, int n);
+
+typedef struct {
+  int type;
+  int vec_dot_type;
+  int block;       /* elements per block */
+  int block_bytes; /* bytes per block */
+  mk_dot_fn dot;
+  mk_quant_fn quant_act;
+  mk_dequant_fn dequant;
+} mk_type_ops;
+
+/* Returns NULL for an unsupported type. simd != 0 selects the AVX2 kernels when available. */
+const mk_type_ops *mk_ops(int type, int simd);
+size_t mk_row_bytes(int type, int n);
+
+/* Scalar kernels (kernels_scalar.c). */
+void mk_scalar_fill(int type, mk_type_ops *ops);
+/* AVX2+FMA+F16C kernels (kernels_avx2.c); returns 0 if the type has none or the build lacks x86. */
+int mk_avx2_fill(int type, mk_type_ops *ops);
+int mk_cpu_has_avx2(void);
+
+/* f32 helpers used by attention (simd-selected). */
+typedef float (*mk_dot_f16_f32_fn)(int n, const uint16_t *a, const uint16_t *b);
+
+#endif

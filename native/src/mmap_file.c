@@ -1,0 +1,136 @@
+/*
+ * Read-only file mappings for zero-copy tensor access.
+ *
+ *   mmapOpen(path) -> handle object { size }   (PROT_READ, MAP_SHARED, whole file)
+ *   mmapView(handle, offset, length) -> external ArrayBuffer into the mapping
+ *
+ * Lifetime: the mapping carries a reference count = 1 (the handle) + number of live views.
+ * Each finalizer (handle GC, view GC) drops one reference; the last one unmaps. So a view
+ * stays valid even after the handle is unreachable. Finalizers run on the JS thread, so the
+ * count needs no atomics.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "napi_util.h"
+
+typedef struct {
+  void *base;   /* NULL for an empty file */
+  size_t size;
+  long refs;
+} Mapping;
+
+static void mapping_unref(Mapping *m) {
+  if (--m->refs > 0) return;
+  if (m->base) munmap(m->base, m->size);
+  free(m);
+}
+
+static void handle_finalize(napi_env env, void *data, void *hint) {
+  (void)env; (void)hint;
+  mapping_unref((Mapping *)data);
+}
+
+static void view_finalize(napi_env env, void *data, void *hint) {
+  (void)env; (void)data;
+  mapping_unref((Mapping *)hint);
+}
+
+napi_value js_mmap_open(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) return throw_error(env, "mmapOpen(path): path required");
+  char path[4096];
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok)
+    return throw_error(env, "mmapOpen(path): path must be a string");
+  if (len >= sizeof path - 1) return throw_error(env, "mmapOpen(path): path too long");
+
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, "mmapOpen: cannot open", path, errno);
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, "mmapOpen: cannot stat", path, e);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return throw_errno(env, "mmapOpen: not a regular file", path, EINVAL);
+  }
+  Mapping *m = calloc(1, sizeof *m);
+  if (!m) { close(fd); return throw_error(env, "mmapOpen: out of memory"); }
+  m->size = (size_t)st.st_size;
+  m->refs = 1;
+  if (m->size > 0) {
+    void *p = mmap(NULL, m->size, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      int e = errno;
+      close(fd);
+      free(m);
+      return throw_errno(env, "mmapOpen: mmap failed for", path, e);
+    }
+    m->base = p;
+  }
+  close(fd); /* the mapping keeps the file referenced */
+
+  napi_value obj, size;
+  NAPI_CALL(env, napi_create_object(env, &obj));
+  NAPI_CALL(env, napi_create_double(env, (double)m->size, &size));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "size", size));
+  if (napi_wrap(env, obj, m, handle_finalize, NULL, NULL) != napi_ok) {
+    mapping_unref(m);
+    return throw_error(env, "mmapOpen: napi_wrap failed");
+  }
+  return obj;
+}
+
+/* Reads a non-negative integral number (<= 2^53). */
+static int get_index(napi_env env, napi_value v, uint64_t *out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return 0;
+  if (!(d >= 0) || d > 9007199254740992.0 || floor(d) != d) return 0;
+  *out = (uint64_t)d;
+  return 1;
+}
+
+napi_value js_mmap_view(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) return throw_error(env, "mmapView(handle, offset, length): 3 arguments required");
+  Mapping *m = NULL;
+  if (napi_unwrap(env, argv[0], (void **)&m) != napi_ok || !m)
+    return throw_error(env, "mmapView: first argument is not an mmapOpen handle");
+  uint64_t off, len;
+  if (!get_index(env, argv[1], &off)) return throw_range_error(env, "mmapView: offset must be a non-negative integer");
+  if (!get_index(env, argv[2], &len)) return throw_range_error(env, "mmapView: length must be a non-negative integer");
+  if (off > m->size || len > m->size - off) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "mmapView: range [%llu, %llu) is outside the mapping of %llu bytes",
+             (unsigned long long)off, (unsigned long long)(off + len), (unsigned long long)m->size);
+    return throw_range_error(env, msg);
+  }
+  napi_value ab;
+  if (len == 0) {
+    void *unused;
+    NAPI_CALL(env, napi_create_arraybuffer(env, 0, &unused, &ab));
+    return ab;
+  }
+  m->refs++;
+  if (napi_create_external_arraybuffer(env, (char *)m->base + off, (size_t)len, view_finalize, m, &ab) != napi_ok) {
+    m->refs--;
+    return throw_error(env, "mmapView: cannot create external ArrayBuffer");
+  }
+  return ab;
+}

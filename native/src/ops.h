@@ -1,0 +1,38 @@
+/* The four backend ops (see src/backend/backend.ts for their semantics). Arguments are
+ * validated by the TypeScript binding and re-checked for sizes in addon.c. */
+#ifndef MOEKIT_OPS_H
+#define MOEKIT_OPS_H
+#include <stddef.h>
+#include <stdint.h>
+
+void mk_ops_init(void);
+void mk_set_simd(int on); /* on is honoured only if the CPU has AVX2+FMA+F16C */
+int mk_simd_active(void);
+
+/* y[T, N] = x[T, K] · w[N, K]ᵀ */
+void mk_matmul(float *y, const float *x, const uint8_t *w, int type, int T, int N, int K, int nth);
+
+typedef struct {
+  float *out;          /* [T, D] */
+  const float *x;      /* [T, D] */
+  const uint8_t *gate; /* [E, F, D] */
+  const uint8_t *up;   /* [E, F, D] */
+  const uint8_t *down; /* [E, D, F] */
+  int gate_type, up_type, down_type;
+  const int32_t *ids;  /* [T, K], < 0 = unused slot */
+  const float *weights;/* [T, K] */
+  int T, K, E, F, D;
+} mk_moe_args;
+void mk_moe_ffn(const mk_moe_args *a, int nth);
+
+/* out[T, H, Dh]; q[T, H, Dh]; k/v cache [ctx, Hkv, Dh] f16 */
+void mk_attention(float *out, const float *q, const uint16_t *k, const uint16_t *v, int T, int pos0, int H,
+                  int Hkv, int Dh, float scale, int nth);
+
+/* out[n, K] = dequant(w[rows[i]]) */
+void mk_get_rows(float *out, const uint8_t *w, int type, int K, const int32_t *rows, int n);
+
+/* Memory read-bandwidth probe: reads n bytes with nth threads; returns a checksum. */
+uint64_t mk_read_probe(const uint8_t *p, size_t n, int nth);
+
+#endif

@@ -1,0 +1,18 @@
+/*
+ * Persistent worker pool. Workers are created once and reused for every op; the calling
+ * thread is worker 0. A run wakes the workers (they spin briefly, then sleep on a futex),
+ * runs fn(arg, ith, nth) on nth threads and returns when all have finished.
+ */
+#ifndef MOEKIT_POOL_H
+#define MOEKIT_POOL_H
+
+typedef void (*mk_task_fn)(void *arg, int ith, int nth);
+
+/* Ensure the pool has exactly n threads in total (n - 1 workers). Returns the thread count. */
+int mk_pool_resize(int n);
+int mk_pool_size(void);
+/* Run fn on min(nth, pool size) threads, the caller included. Not reentrant. */
+void mk_pool_run(mk_task_fn fn, void *arg, int nth);
+void mk_pool_shutdown(void);
+
+#endif
