@@ -13,4 +13,15 @@ export { route } from './nn/moe.js';
 export type { Routing, RouterOptions, RoutingObserver, RoutePolicy, ForwardHooks } from './nn/moe.js';
 export type { Backend } from './backend/backend.js';
 export { ARCHITECTURES } from './models/registry.js';
+export {
+  makePolicy, rankPolicy, routingHooks, checkControls, parseSetting, ActiveExperts, combineHooks,
+  contrastLogits, scmoeGenerate, scmoeGenerateTokens, evaluate, calibrateSkip,
+  type RoutingControls, type ScmoeOptions, type EvalOptions, type EvalResult, type EvalRow, type EvalSetting, type SkipCalibration,
+} from './routing/index.js';
 export * from './errors.js';
+export { recordTrace, routerEntropy, type RecordOptions } from './analysis/record.js';
+export { TraceError, encodeTrace, decodeTrace, readTrace, writeTrace, writeTraceJsonl, type Trace, type TraceModelInfo } from './analysis/trace.js';
+export { analyzeTrace, SEG_LENGTHS, type InspectResult, type LayerResult, type Offloading, type AnalyzeOptions } from './analysis/analyze.js';
+export { cacheHitCurve, schCurve, srpSegmentStats, srpFromStats, type CachePolicy, type RouteSeq, type SrpResult } from './analysis/locality.js';
+export { loadStats, coactivation, transition, superExperts, type LoadStats, type SuperExpertResult } from './analysis/metrics.js';
+export { renderReport } from './analysis/report.js';

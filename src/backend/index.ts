@@ -45,7 +45,10 @@ export function physicalCores(): number {
 
 let warned = false;
 
+/** `MOEKIT_BACKEND=reference|native` overrides the default choice (handy to compare the two on a whole model). */
 export function createBackend({ kind, threads = physicalCores() }: CreateBackendOptions = {}): Backend {
+  const env = process.env.MOEKIT_BACKEND;
+  if (!kind && (env === 'reference' || env === 'native')) kind = env;
   if (kind === 'reference') return new ReferenceBackend();
   if (kind === 'native' || nativeAvailable()) return new NativeBackend({ threads });
   if (!warned) {

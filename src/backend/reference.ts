@@ -13,16 +13,13 @@
  * tensor.ts / errors.ts, so this file uses them as leaf modules.
  */
 import type { AttentionArgs, Backend, GetRowsArgs, MatmulArgs, MoeFfnArgs } from './backend.js';
-import { rowBytes, type GGMLType } from '../tensor.js';
+import { GGMLType, rowBytes } from '../tensor.js';
 import { dequantize, quantizeActivations, vecDotAt, vecDotTypeOf } from '../formats/quants.js';
 import { f16ToF32, f32ToF16 } from '../formats/half.js';
+import { dotF32, f32UsesSgemm, fma32, ggmlSoftMaxExp, ggmlSwiglu } from './ggml-math.js';
 
 const F = Math.fround;
 
-/** ggml_silu_f32: x / (1 + e^-x), in f32. */
-function silu(x: number): number {
-  return F(x / F(1 + F(Math.exp(-x))));
-}
 
 function assert(cond: boolean, msg: string): asserts cond {
   if (!cond) throw new Error(`ReferenceBackend: ${msg}`);
@@ -37,6 +34,13 @@ function matmulRows(
   xq: Uint8Array, xStride: number, T: number, y: Float32Array, yOff: number,
 ): void {
   const wStride = rowBytes(wType, K);
+  if (wType === GGMLType.F32) {
+    // ggml_vec_dot_f32 (mul_mat_id never goes through tinyBLAS)
+    const wf = dequantize(GGMLType.F32, w.subarray(wOff, wOff + N * wStride), N * K);
+    const xf = dequantize(GGMLType.F32, xq, ((T - 1) * xStride) / 4 + K);
+    for (let t = 0; t < T; t++) for (let n = 0; n < N; n++) y[yOff + t * N + n] = dotF32(wf, n * K, xf, (t * xStride) / 4, K, false);
+    return;
+  }
   for (let t = 0; t < T; t++) {
     for (let n = 0; n < N; n++) {
       y[yOff + t * N + n] = vecDotAt(wType, w, wOff + n * wStride, xq, t * xStride, K);
@@ -53,6 +57,13 @@ export class ReferenceBackend implements Backend {
     assert(w.shape.length === 2, `matmul weight ${w.name} must be 2-D, got [${w.shape}]`);
     const [N, K] = w.shape as [number, number];
     assert(x.length >= T * K && y.length >= T * N, `matmul ${w.name}: x or y too small for T=${T}`);
+    if (w.type === GGMLType.F32) {
+      // f32 sums depend on order: follow llama.cpp's (tinyBLAS for batches, ggml_vec_dot_f32 otherwise)
+      const wf = dequantize(GGMLType.F32, w.data, N * K);
+      const sgemm = f32UsesSgemm(N, K, T);
+      for (let t = 0; t < T; t++) for (let n = 0; n < N; n++) y[t * N + n] = dotF32(wf, n * K, x, t * K, K, sgemm);
+      return;
+    }
     // 1. activations -> the weight's vec-dot type (f16 / bf16 / Q8_0 / Q8_K blocks), as ggml does
     const xq = quantizeActivations(w.type, x, T, K);
     // 2. one vec-dot per output element
@@ -89,7 +100,7 @@ export class ReferenceBackend implements Backend {
         assert(e < E, `moeFfn: expert id ${e} out of range [0, ${E})`);
         matmulRows(gate.type, gate.data, e * gateExpertBytes, Fdim, D, xg, 0, 1, g, 0);
         matmulRows(up.type, up.data, e * upExpertBytes, Fdim, D, xu, 0, 1, u, 0);
-        for (let f = 0; f < Fdim; f++) h[f] = F(silu(g[f]) * u[f]); // ggml_vec_swiglu_f32
+        ggmlSwiglu(Fdim, h, g, u);
         // the hidden activations are converted again, now for the down weight's type
         const hq = quantizeActivations(down.type, h, 1, Fdim);
         matmulRows(down.type, down.data, e * downExpertBytes, D, Fdim, hq, 0, 1, y, 0);
@@ -108,13 +119,19 @@ export class ReferenceBackend implements Backend {
    *    accumulator (each rescale and multiply-add rounds to f16), divided by the f32 sum at the end;
    *  - T ≥ 64 (`..._tiled`): everything in f32 — q stays f32, K/V are widened to f32.
    */
-  attention({ out, q, kCache, vCache, T, pos0, nHead, nHeadKv, headDim, scale }: AttentionArgs): void {
+  attention(a: AttentionArgs): void {
+    const { nHead, nHeadKv, headDim, T, pos0, kCache, vCache } = a;
     assert(nHead % nHeadKv === 0, `attention: ${nHead} heads is not a multiple of ${nHeadKv} KV heads`);
-    const Dh = headDim;
-    const group = nHead / nHeadKv; // query heads per KV head
-    const rowKv = nHeadKv * Dh; // one cache position [Hkv, Dh]
+    const rowKv = nHeadKv * headDim; // one cache position [Hkv, Dh]
     assert(kCache.length >= (pos0 + T) * rowKv && vCache.length >= (pos0 + T) * rowKv, 'attention: KV cache too small');
-    const f16Path = T < 64;
+    if (T < 64) this.attentionOneChunk(a);
+    else this.attentionTiled(a);
+  }
+
+  /** T < 64: ggml `flash_attn_ext_f16_one_chunk` — f16 q, online softmax, f16 value accumulator. */
+  private attentionOneChunk({ out, q, kCache, vCache, T, pos0, nHead, nHeadKv, headDim: Dh, scale }: AttentionArgs): void {
+    const group = nHead / nHeadKv; // query heads per KV head
+    const rowKv = nHeadKv * Dh;
     const qv = new Float32Array(Dh);
     const acc = new Float32Array(Dh);
     const r16 = (x: number) => f16ToF32(f32ToF16(x));
@@ -123,30 +140,80 @@ export class ReferenceBackend implements Backend {
       for (let h = 0; h < nHead; h++) {
         const kvh = Math.floor(h / group);
         const qo = (t * nHead + h) * Dh;
-        for (let d = 0; d < Dh; d++) qv[d] = f16Path ? r16(q[qo + d]) : q[qo + d];
+        for (let d = 0; d < Dh; d++) qv[d] = r16(q[qo + d]);
         acc.fill(0);
         let M = -Infinity; // running max of scores
         let S = 0; // running Σ e^{s−M}
         for (let j = 0; j <= pos; j++) {
           const ko = j * rowKv + kvh * Dh;
+          // ggml_vec_dot_f16: f16·f16 products are exact in f32, summed in double (ggml_float)
           let s = 0;
-          for (let d = 0; d < Dh; d++) s += F(qv[d] * f16ToF32(kCache[ko + d]));
+          for (let d = 0; d < Dh; d++) s += qv[d] * f16ToF32(kCache[ko + d]);
           s = F(F(s) * scale);
           let ms = 1; // rescale of what was accumulated, when the max grows
           let vs = 1; // weight of this value row
           if (s > M) {
             ms = M === -Infinity ? 0 : F(Math.exp(M - s));
             M = s;
-            for (let d = 0; d < Dh; d++) acc[d] = f16Path ? r16(acc[d] * ms) : F(acc[d] * ms);
+            for (let d = 0; d < Dh; d++) acc[d] = r16(F(acc[d] * ms));
           } else {
             vs = F(Math.exp(s - M));
           }
+          // ggml_vec_mad_f16: f32 fused multiply-add, then rounded to f16
           const vo = j * rowKv + kvh * Dh;
-          for (let d = 0; d < Dh; d++) {
-            const a = acc[d] + F(f16ToF32(vCache[vo + d]) * vs);
-            acc[d] = f16Path ? r16(a) : F(a);
+          for (let d = 0; d < Dh; d++) acc[d] = r16(fma32(f16ToF32(vCache[vo + d]), vs, acc[d]));
+          S = fma32(S, ms, vs);
+        }
+        const inv = S === 0 ? 0 : F(1 / S);
+        for (let d = 0; d < Dh; d++) out[qo + d] = F(acc[d] * inv);
+      }
+    }
+  }
+
+  /**
+   * T ≥ 64: ggml `flash_attn_ext_tiled` — all f32. Per KV tile of 64 positions: scores as sequential
+   * FMA chains (simd_gemm), online max, exponentials by ggml_v_expf with 16-lane partial sums, then
+   * the value accumulator as sequential FMA chains; finally scaled by 1/S.
+   */
+  private attentionTiled({ out, q, kCache, vCache, T, pos0, nHead, nHeadKv, headDim: Dh, scale }: AttentionArgs): void {
+    const TILE = 64;
+    const group = nHead / nHeadKv;
+    const rowKv = nHeadKv * Dh;
+    const p = new Float32Array(TILE);
+    const acc = new Float32Array(Dh);
+    for (let t = 0; t < T; t++) {
+      const pos = pos0 + t;
+      for (let h = 0; h < nHead; h++) {
+        const kvh = Math.floor(h / group);
+        const qo = (t * nHead + h) * Dh;
+        acc.fill(0);
+        let M = -Infinity;
+        let S = 0;
+        for (let ic = 0; ic <= pos; ic += TILE) {
+          let tileMax = -Infinity;
+          for (let tk = 0; tk < TILE; tk++) {
+            const j = ic + tk;
+            if (j > pos) { p[tk] = -Infinity; continue; }
+            const ko = j * rowKv + kvh * Dh;
+            let s = 0;
+            for (let d = 0; d < Dh; d++) s = fma32(q[qo + d], f16ToF32(kCache[ko + d]), s);
+            p[tk] = F(s * scale);
+            if (p[tk] > tileMax) tileMax = p[tk];
           }
-          S = F(F(S * ms) + vs);
+          const Mnew = Math.max(M, tileMax);
+          if (Mnew > M) {
+            const ms = F(Math.exp(M - Mnew));
+            for (let d = 0; d < Dh; d++) acc[d] = F(acc[d] * ms);
+            S = F(S * ms);
+          }
+          M = Mnew;
+          S = F(S + ggmlSoftMaxExp(TILE, p, 0, p, 0, M));
+          for (let tk = 0; tk < TILE; tk++) {
+            const j = ic + tk;
+            if (j > pos) break;
+            const vo = j * rowKv + kvh * Dh;
+            for (let d = 0; d < Dh; d++) acc[d] = fma32(p[tk], f16ToF32(vCache[vo + d]), acc[d]);
+          }
         }
         const inv = S === 0 ? 0 : F(1 / S);
         for (let d = 0; d < Dh; d++) out[qo + d] = F(acc[d] * inv);

@@ -1,8 +1,14 @@
 /** The `moekit` command line: a thin layer over the library. Each command lives in its own file. */
 import { Command, CommanderError } from 'commander';
 import { MoekitError } from '../errors.js';
+import { registerBench } from './bench.js';
+import { registerCalibrate } from './calibrate.js';
 import { registerConvert } from './convert.js';
+import { registerEval } from './eval.js';
 import { registerInfo } from './info.js';
+import { registerInspect } from './inspect.js';
+import { registerReport } from './report.js';
+import { registerTrace } from './trace.js';
 import { registerRun } from './run.js';
 
 export function buildProgram(): Command {
@@ -14,6 +20,12 @@ export function buildProgram(): Command {
   registerInfo(program);
   registerRun(program);
   registerConvert(program);
+  registerTrace(program);
+  registerInspect(program);
+  registerReport(program);
+  registerEval(program);
+  registerCalibrate(program);
+  registerBench(program);
   return program;
 }
 

@@ -6,8 +6,9 @@ import { loadModel, type GenerateOptions, type Model } from '../engine/model.js'
 import { UsageError } from '../errors.js';
 import { applyChatTemplate } from '../tokenizer/chat.js';
 import { collect, floatFlag, intFlag, peakRss, formatBytes } from './args.js';
+import { addRoutingOptions, routingFromFlags, type RoutingFlags } from './routing-flags.js';
 
-interface RunFlags {
+interface RunFlags extends RoutingFlags {
   prompt?: string;
   maxTokens: number;
   temp: number;
@@ -24,7 +25,7 @@ interface RunFlags {
 }
 
 export function registerRun(program: Command): void {
-  program
+  const cmd = program
     .command('run')
     .description('generate text (streams to stdout); without a model, runs the embedded default model')
     .argument('[model]', '.gguf file or Hugging Face folder')
@@ -40,8 +41,8 @@ export function registerRun(program: Command): void {
     .option('-c, --ctx <n>', 'context length', intFlag('--ctx', 1, 1 << 20))
     .option('--stop <text>', 'stop string (repeatable)', collect, [])
     .option('--chat', "interactive chat using the model's own chat template")
-    .option('--system <text>', 'system message for --chat')
-    .action(async (path: string | undefined, f: RunFlags) => {
+    .option('--system <text>', 'system message for --chat');
+  addRoutingOptions(cmd, { scmoe: true }).action(async (path: string | undefined, f: RunFlags) => {
       let modelPath = path;
       if (!modelPath) {
         const d = await defaultModelPath();
@@ -50,7 +51,9 @@ export function registerRun(program: Command): void {
       }
       const model = await loadModel(modelPath, { threads: f.threads, ctx: f.ctx });
       try {
+        const routing = routingFromFlags(f, model);
         const gen: GenerateOptions = {
+          hooks: routing.hooks,
           maxTokens: f.maxTokens,
           temperature: f.temp,
           topK: f.topK,
@@ -60,12 +63,14 @@ export function registerRun(program: Command): void {
           seed: f.seed,
           stop: f.stop,
         };
+        if (f.chat && f.scmoe) throw new UsageError('--scmoe does not work with --chat yet; use -p');
         if (f.chat) await chatLoop(model, gen, f.system);
         else {
           const prompt = f.prompt ?? 'Once upon a time';
-          for await (const piece of model.generate(prompt, gen)) process.stdout.write(piece);
+          for await (const piece of routing.generate(prompt, gen)) process.stdout.write(piece);
           process.stdout.write('\n');
           printSummary(model);
+          process.stderr.write(routing.report());
         }
       } finally {
         await model.close();

@@ -14,6 +14,7 @@ import type { Segment } from '../nn/attention.js';
 import { Decoder } from '../nn/decoder.js';
 import { KVCache } from '../nn/kv-cache.js';
 import type { ForwardHooks } from '../nn/moe.js';
+import { routingHooks, type RoutingControls } from '../routing/controls.js';
 import { tokenizerFromGGUF, tokenizerFromHF, type Tokenizer } from '../tokenizer/index.js';
 import { describeModel, type ModelInfo } from './info.js';
 import { argmax, Sampler, type SamplingOptions } from './sampler.js';
@@ -38,6 +39,8 @@ export interface GenerateOptions extends SamplingOptions {
   parseSpecial?: boolean;
   /** observe and/or steer routing in every forward pass */
   hooks?: ForwardHooks;
+  /** inference-time routing controls (top-k/top-p/threshold/mask/force/skip; src/routing/controls.ts) */
+  routing?: RoutingControls;
   /** continue in this sequence, reusing the KV cache of the longest common prefix (chat turns) */
   sequence?: Sequence;
 }
@@ -148,6 +151,7 @@ export class Model {
   /** Generate token ids after `ids` (token-level API; `generate` wraps it with text). */
   async *generateTokens(ids: number[], opts: GenerateOptions = {}): AsyncGenerator<number, GenerationStats> {
     this.checkOpen();
+    if (opts.routing) opts = { ...opts, routing: undefined, hooks: routingHooks(opts.routing, this.hparams, opts.hooks) };
     const maxTokens = opts.maxTokens ?? 256;
     if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new UsageError(`maxTokens must be an integer ≥ 0, got ${opts.maxTokens}`);
     if (ids.length === 0) throw new UsageError('the prompt is empty after tokenization; give some text or enable BOS');

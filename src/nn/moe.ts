@@ -75,7 +75,7 @@ export function denseFfn(be: Backend, x: Float32Array, T: number, w: FfnWeights)
   const u = new Float32Array(T * F);
   be.matmul({ y: g, x, w: w.gate, T });
   be.matmul({ y: u, x, w: w.up, T });
-  siluMul(g, u);
+  siluMul(g, u, F);
   const y = new Float32Array(T * D);
   be.matmul({ y, x: g, w: w.down, T });
   return y;

@@ -2,14 +2,15 @@
  * Cheap element-wise ops, in TypeScript. They are O(T·D) per layer, small next to the matmuls the
  * backend runs, and they are their own reference. Numerics follow ggml-cpu so logits match llama.cpp.
  */
+import { ggmlSoftMaxExp, ggmlSwiglu } from '../backend/ggml-math.js';
 
-/** out[t] = x[t] / sqrt(mean(x[t]²) + eps) ⊙ w  — ggml rms_norm (sum in double, scale in f32) then mul. x: [T, D], w: [D]. */
+/** out[t] = x[t] / sqrt(mean(x[t]²) + eps) ⊙ w  — ggml rms_norm (f32 squares summed in double, scale in f32) then mul. x: [T, D], w: [D]. */
 export function rmsNorm(out: Float32Array, x: Float32Array, w: Float32Array, T: number, D: number, eps: number): void {
   for (let t = 0; t < T; t++) {
     const o = t * D;
     let sum = 0;
-    for (let i = 0; i < D; i++) sum += x[o + i] * x[o + i];
-    const scale = Math.fround(1 / Math.sqrt(Math.fround(Math.fround(sum / D) + eps)));
+    for (let i = 0; i < D; i++) sum += Math.fround(x[o + i] * x[o + i]);
+    const scale = Math.fround(1 / Math.fround(Math.sqrt(Math.fround(Math.fround(sum / D) + Math.fround(eps)))));
     for (let i = 0; i < D; i++) out[o + i] = Math.fround(x[o + i] * scale) * w[i];
   }
 }
@@ -59,12 +60,9 @@ export function rope(
   }
 }
 
-/** silu(g) ⊙ u, in place into g. */
-export function siluMul(g: Float32Array, u: Float32Array): void {
-  for (let i = 0; i < g.length; i++) {
-    const v = g[i];
-    g[i] = Math.fround(v / (1 + Math.exp(-v))) * u[i];
-  }
+/** silu(g) ⊙ u, in place into g; rows of F values, with ggml's numerics (ggml_vec_swiglu_f32). */
+export function siluMul(g: Float32Array, u: Float32Array, F: number): void {
+  for (let o = 0; o < g.length; o += F) ggmlSwiglu(F, g.subarray(o, o + F), g.subarray(o, o + F), u.subarray(o, o + F));
 }
 
 /** a += b (optionally b scaled). */
@@ -83,20 +81,16 @@ export function addBias(x: Float32Array, b: Float32Array, T: number): void {
   for (let t = 0; t < T; t++) for (let i = 0; i < N; i++) x[t * N + i] += b[i];
 }
 
-/** Numerically stable softmax of x[0..n) into out (may alias). */
+/** Numerically stable softmax of x[off..off+n) into out[outOff..] (may alias), as ggml_soft_max computes it. */
 export function softmax(out: Float32Array, x: ArrayLike<number>, n: number, off = 0, outOff = 0): void {
   let max = -Infinity;
   for (let i = 0; i < n; i++) if (x[off + i] > max) max = x[off + i];
-  let sum = 0;
-  for (let i = 0; i < n; i++) {
-    const e = Math.fround(Math.exp(x[off + i] - max));
-    out[outOff + i] = e;
-    sum += e;
-  }
-  const inv = 1 / sum;
+  const sum = ggmlSoftMaxExp(n, out, outOff, x, off, max);
+  const inv = Math.fround(1 / sum);
   for (let i = 0; i < n; i++) out[outOff + i] = Math.fround(out[outOff + i] * inv);
 }
 
 export function sigmoid(x: number): number {
   return 1 / (1 + Math.exp(-x));
 }
+

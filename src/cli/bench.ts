@@ -1,0 +1,218 @@
+/**
+ * `moekit bench <model> [-p 128] [-n 64] [-t 1,2] [-r 3] [--json]`: prompt and decode speed, peak RSS
+ * and the decode roofline (memory bandwidth ÷ weight bytes read per generated token).
+ *
+ * Each repetition uses a fresh sequence: the prompt (real English text, tokenized) is evaluated as one
+ * batch, then `n` tokens are decoded greedily one at a time (end-of-generation tokens do not stop it).
+ * Exports `benchSetting`, `promptTokens`, `decodeBytesPerToken`, `probeBandwidth` for bench/vs-llama.ts.
+ */
+import type { Command } from 'commander';
+import { loadAddon } from '../backend/native.js';
+import { loadModel, argmax, type Model } from '../engine/model.js';
+import type { DecoderSpec } from '../nn/decoder.js';
+import type { Tensor } from '../tensor.js';
+import { formatBytes, intFlag, intListFlag, peakRss } from './args.js';
+
+interface BenchFlags {
+  prompt: number;
+  gen: number;
+  threads?: number[];
+  reps: number;
+  json?: boolean;
+}
+
+/** median, min, max */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+export interface BenchResult {
+  threads: number;
+  promptTokens: number;
+  genTokens: number;
+  /** tokens per second */
+  prompt: Spread;
+  decode: Spread;
+  /** peak resident set size of the process after this setting, bytes */
+  peakRss: number;
+  roofline: {
+    /** measured read bandwidth with this many threads, bytes/s */
+    bandwidth: number;
+    /** weight bytes read per generated token (K active experts + dense tensors + one embedding row) */
+    bytesPerToken: number;
+    /** bandwidth ÷ bytesPerToken, tokens per second */
+    tokPerSec: number;
+    /** median decode tok/s ÷ tokPerSec */
+    fraction: number;
+  };
+}
+
+export function spread(xs: number[]): Spread {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return { median: s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2, min: s[0]!, max: s[s.length - 1]! };
+}
+
+// Public-domain English text (Moby Dick, chapter 1, opening); repeated as needed to make the prompt.
+const TEXT =
+  'Call me Ishmael. Some years ago—never mind how long precisely—having little or no money in my purse, and ' +
+  'nothing particular to interest me on shore, I thought I would sail about a little and see the watery part of ' +
+  'the world. It is a way I have of driving off the spleen and regulating the circulation. Whenever I find ' +
+  'myself growing grim about the mouth; whenever it is a damp, drizzly November in my soul; whenever I find ' +
+  'myself involuntarily pausing before coffin warehouses, and bringing up the rear of every funeral I meet; and ' +
+  'especially whenever my hypos get such an upper hand of me, that it requires a strong moral principle to ' +
+  'prevent me from deliberately stepping into the street, and methodically knocking people’s hats off—then, I ' +
+  'account it high time to get to sea as soon as I can. This is my substitute for pistol and ball. ';
+
+/** `n` prompt token ids of real text (BOS etc. first when the model adds it). */
+export function promptTokens(model: Model, n: number): number[] {
+  let text = TEXT;
+  let ids = model.tokenize(text, { addSpecial: true });
+  while (ids.length < n) {
+    text += TEXT;
+    ids = model.tokenize(text, { addSpecial: true });
+  }
+  return ids.slice(0, n);
+}
+
+function isTensor(v: unknown): v is Tensor {
+  return typeof v === 'object' && v !== null && 'type' in v && 'shape' in v && (v as Tensor).data instanceof Uint8Array;
+}
+
+/**
+ * Weight bytes one decode step reads: every dense tensor of every layer (attention, router, shared/dense
+ * FFN, norms), K/E of each routed-expert tensor, one row of the token embedding and the whole output matrix.
+ */
+export function decodeBytesPerToken(spec: DecoderSpec): number {
+  let bytes = spec.outputNorm.byteLength + spec.output.data.byteLength;
+  bytes += spec.tokEmbd.data.byteLength / spec.tokEmbd.shape[0]!;
+  const walk = (v: unknown, scale: number, seen: Set<unknown>): void => {
+    if (v === null || typeof v !== 'object' || seen.has(v)) return;
+    seen.add(v);
+    if (isTensor(v)) bytes += v.data.byteLength * scale;
+    else if (v instanceof Float32Array) bytes += v.byteLength;
+    else if (ArrayBuffer.isView(v)) return;
+    else for (const x of Object.values(v)) walk(x, scale, seen);
+  };
+  for (const L of spec.layers) {
+    const seen = new Set<unknown>();
+    walk(L.attnNorm, 1, seen);
+    walk(L.attn, 1, seen);
+    walk(L.ffnNorm, 1, seen);
+    if (L.ffn.kind === 'dense') walk(L.ffn.w, 1, seen);
+    else {
+      const { router, gateExps, upExps, downExps, ...rest } = L.ffn.w;
+      const E = gateExps.shape[0]!;
+      const kOfE = Math.min(L.ffn.o.K, E) / E;
+      for (const t of [gateExps, upExps, downExps]) walk(t, kOfE, seen);
+      walk(router, 1, seen);
+      walk(rest, 1, seen);
+    }
+  }
+  return bytes;
+}
+
+/** Read bandwidth in bytes/s with `threads` threads: median of `reps` passes over a `mib` MiB buffer. */
+export function probeBandwidth(threads: number, mib = 256, reps = 7): number {
+  const addon = loadAddon();
+  if (addon.getThreads() < threads) addon.setThreads(threads);
+  const buf = new Uint8Array(mib << 20);
+  for (let i = 0; i < buf.length; i += 4096) buf[i] = i & 255; // fault every page in
+  addon.readProbe(buf, threads);
+  const rates: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = process.hrtime.bigint();
+    addon.readProbe(buf, threads);
+    rates.push(buf.length / (Number(process.hrtime.bigint() - t0) / 1e9));
+  }
+  return spread(rates).median;
+}
+
+export interface RepTimes {
+  /** seconds for the whole prompt (one batch, incl. the logits of its last token) */
+  promptS: number;
+  /** seconds for `n` greedy decode steps */
+  decodeS: number;
+}
+
+/** One repetition on a fresh sequence: prompt as one batch, then `n` greedy single-token steps. */
+export function benchRep(model: Model, prompt: number[], n: number): RepTimes {
+  const seq = model.newSequence(prompt.length + n + 1);
+  const t0 = performance.now();
+  let logits = model.step([{ seq, tokens: prompt }]);
+  const t1 = performance.now();
+  for (let i = 0; i < n; i++) logits = model.step([{ seq, tokens: [argmax(logits)] }]);
+  const t2 = performance.now();
+  return { promptS: (t1 - t0) / 1000, decodeS: (t2 - t1) / 1000 };
+}
+
+/** Load `path` with `threads`, warm up, run `reps` repetitions. The roofline is left for the caller (bandwidth). */
+export async function benchSetting(path: string, o: { threads: number; prompt: number; gen: number; reps: number }): Promise<Omit<BenchResult, 'roofline'> & { bytesPerToken: number }> {
+  const model = await loadModel(path, { threads: o.threads, ctx: o.prompt + o.gen + 1 });
+  try {
+    const prompt = promptTokens(model, o.prompt);
+    benchRep(model, prompt, 4); // warm-up: a whole prompt touches (nearly) every expert, so weights are paged in
+    const pr: number[] = [];
+    const dr: number[] = [];
+    for (let r = 0; r < o.reps; r++) {
+      const t = benchRep(model, prompt, o.gen);
+      pr.push(prompt.length / t.promptS);
+      dr.push(o.gen / t.decodeS);
+    }
+    return {
+      threads: o.threads,
+      promptTokens: prompt.length,
+      genTokens: o.gen,
+      prompt: spread(pr),
+      decode: spread(dr),
+      peakRss: peakRss(),
+      bytesPerToken: decodeBytesPerToken(model.decoder.spec),
+    };
+  } finally {
+    await model.close();
+  }
+}
+
+export async function runBench(path: string, o: { threads: number[]; prompt: number; gen: number; reps: number }): Promise<BenchResult[]> {
+  const partial = [];
+  for (const threads of o.threads) partial.push(await benchSetting(path, { ...o, threads }));
+  // the probe allocates a buffer, so it runs after every setting's peak RSS is taken
+  const out: BenchResult[] = [];
+  for (const { bytesPerToken, ...r } of partial) {
+    const bandwidth = probeBandwidth(r.threads);
+    const tokPerSec = bandwidth / bytesPerToken;
+    out.push({ ...r, roofline: { bandwidth, bytesPerToken, tokPerSec, fraction: r.decode.median / tokPerSec } });
+  }
+  return out;
+}
+
+export function formatBench(path: string, results: BenchResult[]): string {
+  const f = (s: Spread) => `${s.median.toFixed(2)} (${s.min.toFixed(2)}–${s.max.toFixed(2)})`;
+  const lines = [`model ${path}`, 'threads | prompt tok/s med (min–max) | decode tok/s med (min–max) | peak RSS | bandwidth | bytes/token | roofline tok/s | of roofline'];
+  for (const r of results) {
+    lines.push(
+      `${String(r.threads).padStart(7)} | pp${r.promptTokens} ${f(r.prompt)} | tg${r.genTokens} ${f(r.decode)} | ${formatBytes(r.peakRss)} | ` +
+        `${(r.roofline.bandwidth / 1e9).toFixed(1)} GB/s | ${formatBytes(r.roofline.bytesPerToken)} | ${r.roofline.tokPerSec.toFixed(2)} | ${(r.roofline.fraction * 100).toFixed(0)}%`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function registerBench(program: Command): void {
+  program
+    .command('bench')
+    .description('prompt and decode speed, peak RSS and decode roofline (memory bandwidth ÷ bytes per token)')
+    .argument('<model>', '.gguf file or Hugging Face folder')
+    .option('-p, --prompt <n>', 'prompt tokens', intFlag('--prompt', 1, 1 << 16), 128)
+    .option('-n, --gen <n>', 'decoded tokens', intFlag('--gen', 1, 1 << 16), 64)
+    .option('-t, --threads <list>', 'thread counts, comma-separated (default: physical cores)', intListFlag('--threads', 1, 256))
+    .option('-r, --reps <n>', 'repetitions per setting', intFlag('--reps', 1, 1000), 3)
+    .option('--json', 'print JSON')
+    .action(async (path: string, f: BenchFlags) => {
+      const { physicalCores } = await import('../backend/index.js');
+      const results = await runBench(path, { threads: f.threads ?? [physicalCores()], prompt: f.prompt, gen: f.gen, reps: f.reps });
+      process.stdout.write(f.json ? `${JSON.stringify({ model: path, results }, null, 2)}\n` : `${formatBench(path, results)}\n`);
+    });
+}
