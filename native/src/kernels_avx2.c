@@ -39,6 +39,10 @@ static AI TGT float hsum_ps(__m256 v) {
     }                                                                                         \
   }
 
+/* Software prefetch distance for weight streams (bytes ahead of the block being read): the rows
+ * of one work item are contiguous, so this runs on into the next row. */
+#define PF_AHEAD 1024
+
 /* ---- float weights --------------------------------------------------------------------- */
 
 static AI TGT __m256 load_f16x8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
@@ -97,6 +101,7 @@ static AI TGT void dot_q8_0_impl(int n, const void *vw, const void *act, size_t 
   __m256 acc[MK_TILE];
   for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
   for (int i = 0; i < n / QK8_0; i++) {
+    if ((i & 1) == 0) _mm_prefetch((const char *)(w + i) + PF_AHEAD, _MM_HINT_T0); /* 68 bytes per 2 blocks */
     const __m256i qw = _mm256_loadu_si256((const __m256i *)w[i].qs);
     const __m256i aw = _mm256_sign_epi8(qw, qw);
     const float dw = f16_to_f32(w[i].d);
@@ -134,14 +139,27 @@ DISPATCH_NT(q4_0)
 
 /* ---- K-quants · Q8_K ------------------------------------------------------------------- */
 
-/* 8 six-bit scales and mins of a Q4_K/Q5_K block (get_scale_min_k4 for j = 0..7). */
-static AI void unpack_k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t m[8]) {
-  for (int j = 0; j < 4; j++) {
-    sc[j] = q[j] & 63;
-    m[j] = q[j + 4] & 63;
-    sc[j + 4] = (uint8_t)((q[j + 8] & 0xF) | ((q[j] >> 6) << 4));
-    m[j + 4] = (uint8_t)((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
-  }
+/*
+ * The 8 six-bit scales and mins of a Q4_K/Q5_K block (get_scale_min_k4, j = 0..7) with 32-bit word
+ * operations: byte k of word 0/1 holds sc[k]/m[k] (low 6 bits) and bits 4-5 of sc[k+4]/m[k+4] (its top
+ * 2 bits); word 2 holds the low 4 bits of sc[k+4] (low nibble) and m[k+4] (high nibble).
+ * Returns sc[0..7] in the low 8 bytes and m[0..7] in the high 8 bytes.
+ */
+static AI TGT __m128i unpack_k4_scales(const uint8_t *q) {
+  uint32_t u0, u1, u2;
+  memcpy(&u0, q, 4);
+  memcpy(&u1, q + 4, 4);
+  memcpy(&u2, q + 8, 4);
+  const uint32_t sc_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+  const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
+  const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
+  return _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
+}
+
+/* 16 int16 lanes of sub-block scale k (0..7), from 8 int16 scales repeated in both 128-bit halves. */
+static AI TGT __m256i scale_lanes(__m256i sc16x2, int k) {
+  const __m256i idx = _mm256_set1_epi16((short)(((2 * k + 1) << 8) | (2 * k)));
+  return _mm256_shuffle_epi8(sc16x2, idx);
 }
 
 /* Σ_k m[k]·(bsums[2k] + bsums[2k+1]) as 8 int32 lanes: the min correction of Q4_K/Q5_K. */
@@ -161,10 +179,15 @@ static AI TGT void dot_qk45_impl(int n, const void *vw, const void *act, size_t 
     const uint8_t *scales = blk + 4;
     const uint8_t *qh = HIGH ? blk + 16 : NULL;
     const uint8_t *qs = HIGH ? blk + 48 : blk + 16;
-    uint8_t sc[8], m[8];
-    unpack_k4_scales(scales, sc, m);
-    const __m128i m8 = _mm_loadl_epi64((const __m128i *)m);
-    const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+    _mm_prefetch((const char *)blk + PF_AHEAD, _MM_HINT_T0);
+    _mm_prefetch((const char *)blk + PF_AHEAD + 64, _MM_HINT_T0);
+    _mm_prefetch((const char *)blk + PF_AHEAD + 128, _MM_HINT_T0);
+    if (HIGH) _mm_prefetch((const char *)blk + PF_AHEAD + 172, _MM_HINT_T0);
+    const __m128i scm = unpack_k4_scales(scales);
+    /* each min twice (it multiplies the two 16-element bsums of its 32-element sub-block) */
+    const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(scm, scm));
+    const __m128i sc16 = _mm_cvtepu8_epi16(scm);
+    const __m256i sc16x2 = _mm256_set_m128i(sc16, sc16);
     const float dw = f16_to_f32(d16), dmw = f16_to_f32(dmin16);
     __m256i sumi[MK_TILE];
     for (int t = 0; t < NT; t++) {
@@ -184,7 +207,7 @@ static AI TGT void dot_qk45_impl(int n, const void *vw, const void *act, size_t 
         hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
         hbits = _mm256_srli_epi16(hbits, 2);
       }
-      const __m256i s1 = _mm256_set1_epi16(sc[2 * c]), s2 = _mm256_set1_epi16(sc[2 * c + 1]);
+      const __m256i s1 = scale_lanes(sc16x2, 2 * c), s2 = scale_lanes(sc16x2, 2 * c + 1);
       for (int t = 0; t < NT; t++) {
         const int8_t *y = ((const block_q8_K *)ACT(t) + i)->qs + 64 * c;
         const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y)), s1);
@@ -216,6 +239,7 @@ static AI TGT void dot_q6_K_impl(int n, const void *vw, const void *act, size_t 
   for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
   const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
   for (int i = 0; i < n / QK_K; i++) {
+    for (int l = 0; l < 4; l++) _mm_prefetch((const char *)(w + i) + PF_AHEAD + 64 * l, _MM_HINT_T0);
     const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[i].scales);
     const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
     __m256i sumi[MK_TILE];

@@ -3,6 +3,7 @@
  * expert grouping (ggml mul_mat_id). Per-type math lives in kernels_scalar.c / kernels_avx2.c.
  */
 #include "ops.h"
+#include "ggml_compat.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -21,6 +22,7 @@ static int has_avx2, use_simd;
 
 void mk_ops_init(void) {
   mk_init_tables();
+  mkc_init();
   has_avx2 = mk_cpu_has_avx2();
   for (int i = 0; i < NTYPES; i++) {
     mk_scalar_fill(kTypes[i], &scalar_ops[i]);
@@ -85,6 +87,7 @@ typedef struct {
   float *y;
   int T, N, K, chunk, nchunks;
   _Atomic int next;
+  int f32_exact; /* F32 weights: sum in llama.cpp's order (ggml_compat.c), -1 = off */
 } matmul_job;
 
 static void matmul_task(void *vp, int ith, int nth) {
@@ -92,7 +95,14 @@ static void matmul_task(void *vp, int ith, int nth) {
   matmul_job *j = vp;
   for (int c; (c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->nchunks;) {
     const int r0 = c * j->chunk, r1 = imin(j->N, r0 + j->chunk);
-    rows_times_tokens(j->o, j->w, j->wrow, r0, r1, j->act, j->arow, j->T, j->K, j->y, (size_t)j->N);
+    if (j->f32_exact >= 0) {
+      const float *w = (const float *)j->w, *x = (const float *)j->act;
+      for (int t = 0; t < j->T; t++)
+        for (int r = r0; r < r1; r++)
+          j->y[(size_t)t * j->N + r] = mkc_dot_f32(w + (size_t)r * j->K, x + (size_t)t * j->K, j->K, j->f32_exact);
+    } else {
+      rows_times_tokens(j->o, j->w, j->wrow, r0, r1, j->act, j->arow, j->T, j->K, j->y, (size_t)j->N);
+    }
   }
 }
 
@@ -120,7 +130,8 @@ void mk_matmul(float *y, const float *x, const uint8_t *w, int type, int T, int 
     convert_rows(o, x, T, K, buf, arow);
     act = buf;
   }
-  matmul_job j = {o, w, act, mk_row_bytes(type, K), arow, y, T, N, K, 0, 0, 0};
+  matmul_job j = {o, w, act, mk_row_bytes(type, K), arow, y, T, N, K, 0, 0, 0, -1};
+  if (type == T_F32) j.f32_exact = mkc_f32_sgemm(N, K, T);
   j.chunk = row_chunk(N, T, nth);
   j.nchunks = (N + j.chunk - 1) / j.chunk;
   atomic_init(&j.next, 0);
@@ -162,7 +173,7 @@ static void moe_gate_up_task(void *vp, int ith, int nth) {
         j->ou->dot(a->D, uw + (size_t)r * j->u_row, j->xu + (size_t)t0 * j->u_arow, j->u_arow, nt, su);
         for (int t = 0; t < nt; t++) {
           const float g = sg[t];
-          j->h[(size_t)(t0 + t) * a->F + r] = g / (1.0f + expf(-g)) * su[t]; /* ggml_silu_f32 · up */
+          j->h[(size_t)(t0 + t) * a->F + r] = mkc_swiglu(g, su[t], r, a->F); /* ggml_vec_swiglu_f32 */
         }
       }
     }
@@ -331,8 +342,6 @@ void mk_moe_ffn(const mk_moe_args *a, int nth) {
  */
 #define ATTN_F16_MAX_T 64
 
-float mk_avx2_dot_f32_f16(int n, const float *q, const uint16_t *k);
-void mk_avx2_mad_round16(int n, float alpha, const uint16_t *v, float *y);
 
 typedef struct {
   float *out;
@@ -345,24 +354,10 @@ typedef struct {
   _Atomic int next;
 } attn_job;
 
-static float dot_f16_scalar(int n, const uint16_t *a, const uint16_t *b) {
-  float r = 0;
-  for (int i = 0; i < n; i++) r += f16_to_f32(a[i]) * f16_to_f32(b[i]);
-  return r;
-}
-
-static float dot_f32_f16_scalar(int n, const float *a, const uint16_t *b) {
-  float r = 0;
-  for (int i = 0; i < n; i++) r += a[i] * f16_to_f32(b[i]);
-  return r;
-}
-
-static float round16(float x) { return f16_to_f32(f32_to_f16(x)); }
-
 static void attn_task(void *vp, int ith, int nth) {
   (void)nth;
   attn_job *j = vp;
-  const int simd = use_simd, f16acc = j->T < ATTN_F16_MAX_T;
+  const int f16acc = j->T < ATTN_F16_MAX_T;
   float *acc = j->work + (size_t)ith * j->work_floats;
   uint16_t *q16 = (uint16_t *)(acc + j->Dh);
   const int group = j->H / j->Hkv, Dh = j->Dh;
@@ -371,36 +366,10 @@ static void attn_task(void *vp, int ith, int nth) {
     const int t = it / j->H, h = it % j->H, hk = h / group;
     const int n = j->pos0 + t + 1; /* causal: keys 0 .. pos0+t */
     const float *q = j->q + ((size_t)t * j->H + h) * Dh;
-    if (f16acc)
-      for (int d = 0; d < Dh; d++) q16[d] = f32_to_f16(q[d]);
-    memset(acc, 0, sizeof(float) * (size_t)Dh);
-    float M = -INFINITY, S = 0;
-    for (int s = 0; s < n; s++) {
-      const uint16_t *kr = j->k + (size_t)s * kv_row + (size_t)hk * Dh;
-      const uint16_t *vr = j->v + (size_t)s * kv_row + (size_t)hk * Dh;
-      float sc = f16acc ? (simd ? mk_avx2_dot_f16(Dh, q16, kr) : dot_f16_scalar(Dh, q16, kr))
-                        : (simd ? mk_avx2_dot_f32_f16(Dh, q, kr) : dot_f32_f16_scalar(Dh, q, kr));
-      sc *= j->scale;
-      float ms = 1, vs = 1;
-      if (sc > M) { /* new max: rescale what was accumulated */
-        ms = M == -INFINITY ? 0.0f : expf(M - sc);
-        M = sc;
-        for (int d = 0; d < Dh; d++) acc[d] = f16acc ? round16(acc[d] * ms) : acc[d] * ms;
-      } else {
-        vs = expf(sc - M);
-      }
-      if (f16acc) {
-        if (simd) mk_avx2_mad_round16(Dh, vs, vr, acc);
-        else
-          for (int d = 0; d < Dh; d++) acc[d] = round16(acc[d] + f16_to_f32(vr[d]) * vs);
-      } else {
-        for (int d = 0; d < Dh; d++) acc[d] = acc[d] + f16_to_f32(vr[d]) * vs;
-      }
-      S = S * ms + vs;
-    }
-    const float inv = S == 0 ? 0.0f : 1.0f / S;
     float *o = j->out + ((size_t)t * j->H + h) * Dh;
-    for (int d = 0; d < Dh; d++) o[d] = acc[d] * inv;
+    const uint16_t *k = j->k + (size_t)hk * Dh, *v = j->v + (size_t)hk * Dh;
+    if (f16acc) mkc_attn_one_chunk(o, q, k, v, kv_row, n, Dh, j->scale, acc, q16);
+    else mkc_attn_tiled(o, q, k, v, kv_row, n, Dh, j->scale, acc);
   }
 }
 

@@ -154,18 +154,7 @@ export function dotF32(w: Float32Array, wo: number, x: Float32Array, xo: number,
   const step = 4 * L;
   const np = K - (K % step);
   for (let i = 0; i < np; i += step) for (let j = 0; j < step; j++) acc[j] = fma32(x[xo + i + j], w[wo + i + j], acc[j]);
-  for (let r = 0; r < L; r++) {
-    acc[r] = F(acc[r] + acc[2 * L + r]);
-    acc[L + r] = F(acc[L + r] + acc[3 * L + r]);
-  }
-  for (let r = 0; r < L; r++) acc[r] = F(acc[r] + acc[L + r]);
-  let sum: number;
-  if (L === 16) sum = reduceLanes(acc, 0);
-  else {
-    // GGML_F32x8_REDUCE: (lo128 + hi128), then two hadds
-    const t = [F(acc[0] + acc[4]), F(acc[1] + acc[5]), F(acc[2] + acc[6]), F(acc[3] + acc[7])];
-    sum = F(F(t[0] + t[1]) + F(t[2] + t[3]));
-  }
+  let sum = F(fold4(acc));
   for (let i = np; i < K; i++) sum = F(sum + F(x[xo + i] * w[wo + i]));
   return sum;
 }
@@ -175,3 +164,34 @@ export function f32UsesSgemm(N: number, K: number, T: number): boolean {
   return T >= 2 && K % GGML_LANES === 0 && N % 4 === 0;
 }
 
+
+/**
+ * ggml_vec_dot_f16 of two f16 rows given as f32 values: 4 registers of FMA chains over blocks of
+ * 4·GGML_LANES, folded and reduced, then the tail added in double.
+ */
+export function dotF16(a: ArrayLike<number>, ao: number, b: ArrayLike<number>, bo: number, n: number): number {
+  const L = GGML_LANES;
+  const step = 4 * L;
+  const np = n - (n % step);
+  let sum = 0;
+  if (np > 0) {
+    const acc = new Float32Array(4 * L);
+    for (let i = 0; i < np; i += step) for (let j = 0; j < step; j++) acc[j] = fma32(a[ao + i + j], b[bo + i + j], acc[j]);
+    sum = fold4(acc);
+  }
+  for (let i = np; i < n; i++) sum += F(a[ao + i] * b[bo + i]);
+  return F(sum);
+}
+
+/** GGML_F32_VEC_REDUCE of 4 registers (in place), as a double. */
+function fold4(acc: Float32Array): number {
+  const L = GGML_LANES;
+  for (let r = 0; r < L; r++) {
+    acc[r] = F(acc[r] + acc[2 * L + r]);
+    acc[L + r] = F(acc[L + r] + acc[3 * L + r]);
+  }
+  for (let r = 0; r < L; r++) acc[r] = F(acc[r] + acc[L + r]);
+  if (L === 16) return reduceLanes(acc, 0);
+  // GGML_F32x8_REDUCE: (lo128 + hi128), then two hadds
+  return F(F(F(acc[0] + acc[4]) + F(acc[1] + acc[5])) + F(F(acc[2] + acc[6]) + F(acc[3] + acc[7])));
+}

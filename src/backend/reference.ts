@@ -16,7 +16,7 @@ import type { AttentionArgs, Backend, GetRowsArgs, MatmulArgs, MoeFfnArgs } from
 import { GGMLType, rowBytes } from '../tensor.js';
 import { dequantize, quantizeActivations, vecDotAt, vecDotTypeOf } from '../formats/quants.js';
 import { f16ToF32, f32ToF16 } from '../formats/half.js';
-import { dotF32, f32UsesSgemm, fma32, ggmlSoftMaxExp, ggmlSwiglu } from './ggml-math.js';
+import { dotF16, dotF32, f32UsesSgemm, fma32, ggmlSoftMaxExp, ggmlSwiglu } from './ggml-math.js';
 
 const F = Math.fround;
 
@@ -133,6 +133,7 @@ export class ReferenceBackend implements Backend {
     const group = nHead / nHeadKv; // query heads per KV head
     const rowKv = nHeadKv * Dh;
     const qv = new Float32Array(Dh);
+    const kv = new Float32Array(Dh);
     const acc = new Float32Array(Dh);
     const r16 = (x: number) => f16ToF32(f32ToF16(x));
     for (let t = 0; t < T; t++) {
@@ -146,10 +147,8 @@ export class ReferenceBackend implements Backend {
         let S = 0; // running Σ e^{s−M}
         for (let j = 0; j <= pos; j++) {
           const ko = j * rowKv + kvh * Dh;
-          // ggml_vec_dot_f16: f16·f16 products are exact in f32, summed in double (ggml_float)
-          let s = 0;
-          for (let d = 0; d < Dh; d++) s += qv[d] * f16ToF32(kCache[ko + d]);
-          s = F(F(s) * scale);
+          for (let d = 0; d < Dh; d++) kv[d] = f16ToF32(kCache[ko + d]);
+          const s = F(dotF16(qv, 0, kv, 0, Dh) * scale);
           let ms = 1; // rescale of what was accumulated, when the max grows
           let vs = 1; // weight of this value row
           if (s > M) {

@@ -1,0 +1,18 @@
+/* ggml-cpu f32 numerics emulation; see ggml_compat.c */
+#ifndef MK_GGML_COMPAT_H
+#define MK_GGML_COMPAT_H
+#include <stddef.h>
+#include <stdint.h>
+
+extern int mkc_lanes; /* 16 = AVX-512 build of ggml, 8 = AVX2 build */
+void mkc_init(void);
+float mkc_vexpf(float x);
+double mkc_softmax_exp(int n, float *y, const float *x, float max);
+float mkc_swiglu(float x, float g, int i, int n);
+float mkc_dot_f32(const float *w, const float *x, int K, int sgemm);
+int mkc_f32_sgemm(int N, int K, int T);
+void mkc_attn_one_chunk(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
+                        int Dh, float scale, float *acc, uint16_t *q16);
+void mkc_attn_tiled(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
+                    int Dh, float scale, float *acc);
+#endif
