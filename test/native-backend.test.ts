@@ -113,7 +113,9 @@ test('matmul: native == reference for every type, T in {1, 7, 64}, SIMD and scal
 test('matmul: a tile of tokens gives the same rows as tokens one at a time', { skip }, () => {
   const nb = new NativeBackend({ threads: 2 });
   const K = 512, N = 64, T = 11;
-  for (const type of TYPES) {
+  // F32 is excluded on purpose: like llama.cpp, a batch of F32 rows is summed in tinyBLAS order and a
+  // single row in ggml_vec_dot_f32 order (src/backend/ggml-math.ts), so the two differ in the last bits.
+  for (const type of TYPES.filter((t) => t !== GGMLType.F32)) {
     const r = rng(77 + type);
     const w = weight('w', type, [N, K], r);
     const x = randn(T * K, r);
