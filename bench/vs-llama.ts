@@ -139,6 +139,12 @@ class ChildEngine {
   }
 }
 
+/** Per-round ratios moekit ÷ llama.cpp (the two runs of a round are adjacent in time): robust to drift. */
+interface PairRatios {
+  prompt: Spread;
+  decode: Spread;
+}
+
 interface EngineResult {
   info: string;
   loadS: number;
@@ -147,7 +153,7 @@ interface EngineResult {
   peakRss: number;
 }
 
-async function compare(path: string, o: Opts): Promise<{ moekit: EngineResult; llama: EngineResult }> {
+async function compare(path: string, o: Opts): Promise<{ moekit: EngineResult; llama: EngineResult; pairs: PairRatios }> {
   // prompt tokens from moekit's tokenizer of the file; llama.cpp gets the same ids
   const { promptTokens } = await import('../src/cli/bench.js');
   const m = await loadModel(path, { threads: 1 });
@@ -175,10 +181,14 @@ async function compare(path: string, o: Opts): Promise<{ moekit: EngineResult; l
     decode: spread(times[i]!.map((t) => o.gen / t.decodeS)),
     peakRss: done[i]!.peakRss,
   });
-  return { moekit: result(0), llama: result(1) };
+  const pairs: PairRatios = {
+    prompt: spread(times[0]!.map((t, r) => times[1]![r]!.promptS / t.promptS)),
+    decode: spread(times[0]!.map((t, r) => times[1]![r]!.decodeS / t.decodeS)),
+  };
+  return { moekit: result(0), llama: result(1), pairs };
 }
 
-function format(path: string, o: Opts, r: { moekit: EngineResult; llama: EngineResult }): string {
+function format(path: string, o: Opts, r: { moekit: EngineResult; llama: EngineResult; pairs: PairRatios }): string {
   const f = (s: Spread) => `${s.median.toFixed(2)} (${s.min.toFixed(2)}–${s.max.toFixed(2)})`;
   const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
   const { moekit: a, llama: b } = r;
@@ -186,9 +196,9 @@ function format(path: string, o: Opts, r: { moekit: EngineResult; llama: EngineR
     `model ${path}; ${o.threads} threads, prompt ${o.prompt} tokens, decode ${o.gen} tokens, ${o.reps} alternating reps`,
     `  moekit:    ${a.info}`,
     `  llama.cpp: ${b.info}`,
-    `figure            | moekit                 | llama.cpp              | moekit ÷ llama.cpp`,
-    `prompt tok/s      | ${f(a.prompt).padEnd(22)} | ${f(b.prompt).padEnd(22)} | ${(a.prompt.median / b.prompt.median).toFixed(2)}`,
-    `decode tok/s      | ${f(a.decode).padEnd(22)} | ${f(b.decode).padEnd(22)} | ${(a.decode.median / b.decode.median).toFixed(2)}`,
+    `figure            | moekit                 | llama.cpp              | moekit ÷ llama.cpp (of medians) | per-round ratio med (min–max)`,
+    `prompt tok/s      | ${f(a.prompt).padEnd(22)} | ${f(b.prompt).padEnd(22)} | ${(a.prompt.median / b.prompt.median).toFixed(2).padEnd(31)} | ${f(r.pairs.prompt)}`,
+    `decode tok/s      | ${f(a.decode).padEnd(22)} | ${f(b.decode).padEnd(22)} | ${(a.decode.median / b.decode.median).toFixed(2).padEnd(31)} | ${f(r.pairs.decode)}`,
     `peak RSS          | ${gib(a.peakRss).padEnd(22)} | ${gib(b.peakRss).padEnd(22)} | ${(a.peakRss / b.peakRss).toFixed(2)}`,
   ].join('\n');
 }

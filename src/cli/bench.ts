@@ -4,8 +4,11 @@
  *
  * Each repetition uses a fresh sequence: the prompt (real English text, tokenized) is evaluated as one
  * batch, then `n` tokens are decoded greedily one at a time (end-of-generation tokens do not stop it).
- * Exports `benchSetting`, `promptTokens`, `decodeBytesPerToken`, `probeBandwidth` for bench/vs-llama.ts.
+ * Each thread count runs in its own child process (its own peak RSS). Exports `benchRep`, `promptTokens`,
+ * `decodeBytesPerToken` etc. for bench/vs-llama.ts.
  */
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { loadAddon } from '../backend/native.js';
 import { loadModel, argmax, type Model } from '../engine/model.js';
@@ -114,20 +117,37 @@ export function decodeBytesPerToken(spec: DecoderSpec): number {
   return bytes;
 }
 
-/** Read bandwidth in bytes/s with `threads` threads: median of `reps` passes over a `mib` MiB buffer. */
-export function probeBandwidth(threads: number, mib = 256, reps = 7): number {
+/**
+ * Read bandwidth in bytes/s with `threads` threads over `bufs` (the model's own largest weight tensors,
+ * already resident after the warm-up, so the probe adds nothing to RSS): median of `reps` passes.
+ */
+export function probeBandwidth(threads: number, bufs: Uint8Array[], reps = 3): number {
   const addon = loadAddon();
   if (addon.getThreads() < threads) addon.setThreads(threads);
-  const buf = new Uint8Array(mib << 20);
-  for (let i = 0; i < buf.length; i += 4096) buf[i] = i & 255; // fault every page in
-  addon.readProbe(buf, threads);
+  const bytes = bufs.reduce((n, b) => n + b.byteLength, 0);
   const rates: number[] = [];
   for (let r = 0; r < reps; r++) {
     const t0 = process.hrtime.bigint();
-    addon.readProbe(buf, threads);
-    rates.push(buf.length / (Number(process.hrtime.bigint() - t0) / 1e9));
+    for (const b of bufs) addon.readProbe(b, threads);
+    rates.push(bytes / (Number(process.hrtime.bigint() - t0) / 1e9));
   }
   return spread(rates).median;
+}
+
+/** The largest weight tensors of the model, up to `max` bytes in all (≥ 256 MiB: far beyond any cache). */
+function probeBuffers(spec: DecoderSpec, max = 512 << 20): Uint8Array[] {
+  const all: Uint8Array[] = [];
+  for (const L of spec.layers) if (L.ffn.kind === 'moe') all.push(L.ffn.w.gateExps.data, L.ffn.w.upExps.data, L.ffn.w.downExps.data);
+  all.push(spec.output.data);
+  all.sort((a, b) => b.byteLength - a.byteLength);
+  const out: Uint8Array[] = [];
+  let n = 0;
+  for (const b of all) {
+    if (n >= max) break;
+    out.push(b);
+    n += b.byteLength;
+  }
+  return out;
 }
 
 export interface RepTimes {
@@ -148,42 +168,65 @@ export function benchRep(model: Model, prompt: number[], n: number): RepTimes {
   return { promptS: (t1 - t0) / 1000, decodeS: (t2 - t1) / 1000 };
 }
 
-/** Load `path` with `threads`, warm up, run `reps` repetitions. The roofline is left for the caller (bandwidth). */
-export async function benchSetting(path: string, o: { threads: number; prompt: number; gen: number; reps: number }): Promise<Omit<BenchResult, 'roofline'> & { bytesPerToken: number }> {
+/**
+ * One setting, in this process: load `path` with `threads`, warm up, then `reps` repetitions, each
+ * followed by a bandwidth probe over the model's resident expert weights (so the roofline sees the same
+ * machine conditions as the run; peak RSS is unaffected).
+ */
+export async function benchSetting(path: string, o: { threads: number; prompt: number; gen: number; reps: number }): Promise<BenchResult> {
   const model = await loadModel(path, { threads: o.threads, ctx: o.prompt + o.gen + 1 });
   try {
     const prompt = promptTokens(model, o.prompt);
     benchRep(model, prompt, 4); // warm-up: a whole prompt touches (nearly) every expert, so weights are paged in
+    const bufs = probeBuffers(model.decoder.spec);
     const pr: number[] = [];
     const dr: number[] = [];
+    const bw: number[] = [];
     for (let r = 0; r < o.reps; r++) {
       const t = benchRep(model, prompt, o.gen);
       pr.push(prompt.length / t.promptS);
       dr.push(o.gen / t.decodeS);
+      bw.push(probeBandwidth(o.threads, bufs));
     }
+    const decode = spread(dr);
+    const bandwidth = spread(bw).median;
+    const bytesPerToken = decodeBytesPerToken(model.decoder.spec);
+    const tokPerSec = bandwidth / bytesPerToken;
     return {
       threads: o.threads,
       promptTokens: prompt.length,
       genTokens: o.gen,
       prompt: spread(pr),
-      decode: spread(dr),
+      decode,
       peakRss: peakRss(),
-      bytesPerToken: decodeBytesPerToken(model.decoder.spec),
+      roofline: { bandwidth, bytesPerToken, tokPerSec, fraction: decode.median / tokPerSec },
     };
   } finally {
     await model.close();
   }
 }
 
+const CHILD_FLAG = '--moekit-bench-child';
+
+/** Each setting in its own child process, so each peak RSS is that setting's own. */
 export async function runBench(path: string, o: { threads: number[]; prompt: number; gen: number; reps: number }): Promise<BenchResult[]> {
-  const partial = [];
-  for (const threads of o.threads) partial.push(await benchSetting(path, { ...o, threads }));
-  // the probe allocates a buffer, so it runs after every setting's peak RSS is taken
   const out: BenchResult[] = [];
-  for (const { bytesPerToken, ...r } of partial) {
-    const bandwidth = probeBandwidth(r.threads);
-    const tokPerSec = bandwidth / bytesPerToken;
-    out.push({ ...r, roofline: { bandwidth, bytesPerToken, tokPerSec, fraction: r.decode.median / tokPerSec } });
+  for (const threads of o.threads) {
+    const setting = { threads, prompt: o.prompt, gen: o.gen, reps: o.reps };
+    out.push(
+      await new Promise<BenchResult>((resolve, reject) => {
+        const child = fork(fileURLToPath(import.meta.url), [CHILD_FLAG, path, JSON.stringify(setting)], {
+          execArgv: ['--import', 'tsx'],
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        });
+        let result: BenchResult | undefined;
+        child.on('message', (m: { result?: BenchResult; error?: string }) => {
+          if (m.error) reject(new Error(m.error));
+          else result = m.result;
+        });
+        child.on('exit', (code) => (result ? resolve(result) : reject(new Error(`bench child for ${threads} threads exited with code ${code}`))));
+      }),
+    );
   }
   return out;
 }
@@ -215,4 +258,11 @@ export function registerBench(program: Command): void {
       const results = await runBench(path, { threads: f.threads ?? [physicalCores()], prompt: f.prompt, gen: f.gen, reps: f.reps });
       process.stdout.write(f.json ? `${JSON.stringify({ model: path, results }, null, 2)}\n` : `${formatBench(path, results)}\n`);
     });
+}
+
+if (process.argv[2] === CHILD_FLAG && process.send) {
+  const send = process.send.bind(process);
+  benchSetting(process.argv[3]!, JSON.parse(process.argv[4]!) as { threads: number; prompt: number; gen: number; reps: number })
+    .then((result) => send({ result }, () => process.exit(0)))
+    .catch((e: Error) => send({ error: e.message }, () => process.exit(1)));
 }
