@@ -12,22 +12,13 @@ import { MoekitError } from '../src/errors.js';
 import { GGMLType, tensorBytes } from '../src/tensor.js';
 import { GGUFValueType, arr, bool, f32, f32Arr, i32Arr, openGGUF, str, strArr, u32, u64, writeGGUF } from '../src/formats/gguf.js';
 import { openSafetensors, writeSafetensors } from '../src/formats/safetensors.js';
+import { makeRng } from '../src/engine/sampler.js';
 
 const repoRoot = resolve(fileURLToPath(import.meta.url), '../..');
 const dir = join(repoRoot, '.cache', 'test-fuzz');
 mkdirSync(dir, { recursive: true });
 
-/** mulberry32 */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = makeRng; // mulberry32 (src/engine/sampler.ts)
 
 function validGGUF(path: string): number {
   writeGGUF(path, {

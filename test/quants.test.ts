@@ -8,18 +8,9 @@ import {
   bf16ToF32, f16ArrayToF32, f16ToF32, f32ArrayToBf16, f32ArrayToF16, f32ToBf16, f32ToF16, bf16ArrayToF32,
 } from '../src/formats/half.js';
 import { dequantize, quantize, quantizeActivations, vecDot, vecDotTypeOf } from '../src/formats/quants.js';
+import { makeRng } from '../src/engine/sampler.js';
 
-/** Deterministic PRNG (mulberry32) and a Gaussian on top of it. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = makeRng; // mulberry32 (src/engine/sampler.ts)
 function gaussian(n: number, seed: number, sigma = 1): Float32Array {
   const r = rng(seed);
   const out = new Float32Array(n);
