@@ -13,10 +13,14 @@ import type { Command } from 'commander';
 import { loadAddon } from '../backend/native.js';
 import { loadModel, argmax, type Model } from '../engine/model.js';
 import type { DecoderSpec } from '../nn/decoder.js';
+import type { ForwardHooks } from '../nn/moe.js';
+import { routingHooks, type RoutingControls } from '../routing/controls.js';
+import { ActiveExperts, combineHooks } from '../routing/stats.js';
 import type { Tensor } from '../tensor.js';
 import { formatBytes, intFlag, intListFlag, peakRss } from './args.js';
+import { addRoutingOptions, controlsFromFlags, type RoutingFlags } from './routing-flags.js';
 
-interface BenchFlags {
+interface BenchFlags extends RoutingFlags {
   prompt: number;
   gen: number;
   threads?: number[];
@@ -40,6 +44,8 @@ export interface BenchResult {
   decode: Spread;
   /** peak resident set size of the process after this setting, bytes */
   peakRss: number;
+  /** mean routed experts per token and MoE layer during decode (the model's K unless steered) */
+  activeExperts: number;
   roofline: {
     /** measured read bandwidth with this many threads, bytes/s */
     bandwidth: number;
@@ -88,7 +94,7 @@ function isTensor(v: unknown): v is Tensor {
  * Weight bytes one decode step reads: every dense tensor of every layer (attention, router, shared/dense
  * FFN, norms), K/E of each routed-expert tensor, one row of the token embedding and the whole output matrix.
  */
-export function decodeBytesPerToken(spec: DecoderSpec): number {
+export function decodeBytesPerToken(spec: DecoderSpec, activeExperts?: number): number {
   let bytes = spec.outputNorm.byteLength + spec.output.data.byteLength;
   bytes += spec.tokEmbd.data.byteLength / spec.tokEmbd.shape[0]!;
   const walk = (v: unknown, scale: number, seen: Set<unknown>): void => {
@@ -108,7 +114,7 @@ export function decodeBytesPerToken(spec: DecoderSpec): number {
     else {
       const { router, gateExps, upExps, downExps, ...rest } = L.ffn.w;
       const E = gateExps.shape[0]!;
-      const kOfE = Math.min(L.ffn.o.K, E) / E;
+      const kOfE = Math.min(activeExperts ?? L.ffn.o.K, E) / E;
       for (const t of [gateExps, upExps, downExps]) walk(t, kOfE, seen);
       walk(router, 1, seen);
       walk(rest, 1, seen);
@@ -158,12 +164,12 @@ export interface RepTimes {
 }
 
 /** One repetition on a fresh sequence: prompt as one batch, then `n` greedy single-token steps. */
-export function benchRep(model: Model, prompt: number[], n: number): RepTimes {
+export function benchRep(model: Model, prompt: number[], n: number, hooks?: ForwardHooks): RepTimes {
   const seq = model.newSequence(prompt.length + n + 1);
   const t0 = performance.now();
-  let logits = model.step([{ seq, tokens: prompt }]);
+  let logits = model.step([{ seq, tokens: prompt }], hooks);
   const t1 = performance.now();
-  for (let i = 0; i < n; i++) logits = model.step([{ seq, tokens: [argmax(logits)] }]);
+  for (let i = 0; i < n; i++) logits = model.step([{ seq, tokens: [argmax(logits)] }], hooks);
   const t2 = performance.now();
   return { promptS: (t1 - t0) / 1000, decodeS: (t2 - t1) / 1000 };
 }
@@ -173,24 +179,29 @@ export function benchRep(model: Model, prompt: number[], n: number): RepTimes {
  * followed by a bandwidth probe over the model's resident expert weights (so the roofline sees the same
  * machine conditions as the run; peak RSS is unaffected).
  */
-export async function benchSetting(path: string, o: { threads: number; prompt: number; gen: number; reps: number }): Promise<BenchResult> {
+export async function benchSetting(path: string, o: BenchSettingOptions): Promise<BenchResult> {
   const model = await loadModel(path, { threads: o.threads, ctx: o.prompt + o.gen + 1 });
   try {
     const prompt = promptTokens(model, o.prompt);
-    benchRep(model, prompt, 4); // warm-up: a whole prompt touches (nearly) every expert, so weights are paged in
+    // routing controls (issue 3) steer every forward; the counter measures their effect on decode
+    const active = new ActiveExperts();
+    const steer = routingHooks(o.routing ?? {}, model.hparams);
+    const hooks = combineHooks(steer, { onRouting: (l, r, T) => { if (T === 1) active.observe(l, r, T); } });
+    benchRep(model, prompt, 4, hooks); // warm-up: a whole prompt touches (nearly) every expert, so weights are paged in
     const bufs = probeBuffers(model.decoder.spec);
     const pr: number[] = [];
     const dr: number[] = [];
     const bw: number[] = [];
     for (let r = 0; r < o.reps; r++) {
-      const t = benchRep(model, prompt, o.gen);
+      const t = benchRep(model, prompt, o.gen, hooks);
       pr.push(prompt.length / t.promptS);
       dr.push(o.gen / t.decodeS);
       bw.push(probeBandwidth(o.threads, bufs));
     }
     const decode = spread(dr);
     const bandwidth = spread(bw).median;
-    const bytesPerToken = decodeBytesPerToken(model.decoder.spec);
+    const activeExperts = model.hparams.nExpert > 0 ? active.mean() : 0;
+    const bytesPerToken = decodeBytesPerToken(model.decoder.spec, model.hparams.nExpert > 0 ? activeExperts : undefined);
     const tokPerSec = bandwidth / bytesPerToken;
     return {
       threads: o.threads,
@@ -199,6 +210,7 @@ export async function benchSetting(path: string, o: { threads: number; prompt: n
       prompt: spread(pr),
       decode,
       peakRss: peakRss(),
+      activeExperts,
       roofline: { bandwidth, bytesPerToken, tokPerSec, fraction: decode.median / tokPerSec },
     };
   } finally {
@@ -209,10 +221,18 @@ export async function benchSetting(path: string, o: { threads: number; prompt: n
 const CHILD_FLAG = '--moekit-bench-child';
 
 /** Each setting in its own child process, so each peak RSS is that setting's own. */
-export async function runBench(path: string, o: { threads: number[]; prompt: number; gen: number; reps: number }): Promise<BenchResult[]> {
+interface BenchSettingOptions {
+  threads: number;
+  prompt: number;
+  gen: number;
+  reps: number;
+  routing?: RoutingControls;
+}
+
+export async function runBench(path: string, o: Omit<BenchSettingOptions, 'threads'> & { threads: number[] }): Promise<BenchResult[]> {
   const out: BenchResult[] = [];
   for (const threads of o.threads) {
-    const setting = { threads, prompt: o.prompt, gen: o.gen, reps: o.reps };
+    const setting: BenchSettingOptions = { threads, prompt: o.prompt, gen: o.gen, reps: o.reps, routing: o.routing };
     out.push(
       await new Promise<BenchResult>((resolve, reject) => {
         const child = fork(fileURLToPath(import.meta.url), [CHILD_FLAG, path, JSON.stringify(setting)], {
@@ -233,10 +253,10 @@ export async function runBench(path: string, o: { threads: number[]; prompt: num
 
 export function formatBench(path: string, results: BenchResult[]): string {
   const f = (s: Spread) => `${s.median.toFixed(2)} (${s.min.toFixed(2)}–${s.max.toFixed(2)})`;
-  const lines = [`model ${path}`, 'threads | prompt tok/s med (min–max) | decode tok/s med (min–max) | peak RSS | bandwidth | bytes/token | roofline tok/s | of roofline'];
+  const lines = [`model ${path}`, 'threads | prompt tok/s med (min–max) | decode tok/s med (min–max) | active experts | peak RSS | bandwidth | bytes/token | roofline tok/s | of roofline'];
   for (const r of results) {
     lines.push(
-      `${String(r.threads).padStart(7)} | pp${r.promptTokens} ${f(r.prompt)} | tg${r.genTokens} ${f(r.decode)} | ${formatBytes(r.peakRss)} | ` +
+      `${String(r.threads).padStart(7)} | pp${r.promptTokens} ${f(r.prompt)} | tg${r.genTokens} ${f(r.decode)} | ${r.activeExperts.toFixed(2)} | ${formatBytes(r.peakRss)} | ` +
         `${(r.roofline.bandwidth / 1e9).toFixed(1)} GB/s | ${formatBytes(r.roofline.bytesPerToken)} | ${r.roofline.tokPerSec.toFixed(2)} | ${(r.roofline.fraction * 100).toFixed(0)}%`,
     );
   }
@@ -244,7 +264,7 @@ export function formatBench(path: string, results: BenchResult[]): string {
 }
 
 export function registerBench(program: Command): void {
-  program
+  const cmd = program
     .command('bench')
     .description('prompt and decode speed, peak RSS and decode roofline (memory bandwidth ÷ bytes per token)')
     .argument('<model>', '.gguf file or Hugging Face folder')
@@ -252,17 +272,19 @@ export function registerBench(program: Command): void {
     .option('-n, --gen <n>', 'decoded tokens', intFlag('--gen', 1, 1 << 16), 64)
     .option('-t, --threads <list>', 'thread counts, comma-separated (default: physical cores)', intListFlag('--threads', 1, 256))
     .option('-r, --reps <n>', 'repetitions per setting', intFlag('--reps', 1, 1000), 3)
-    .option('--json', 'print JSON')
+    .option('--json', 'print JSON');
+  addRoutingOptions(cmd)
     .action(async (path: string, f: BenchFlags) => {
       const { physicalCores } = await import('../backend/index.js');
-      const results = await runBench(path, { threads: f.threads ?? [physicalCores()], prompt: f.prompt, gen: f.gen, reps: f.reps });
+      const routing = controlsFromFlags(f);
+      const results = await runBench(path, { threads: f.threads ?? [physicalCores()], prompt: f.prompt, gen: f.gen, reps: f.reps, routing });
       process.stdout.write(f.json ? `${JSON.stringify({ model: path, results }, null, 2)}\n` : `${formatBench(path, results)}\n`);
     });
 }
 
 if (process.argv[2] === CHILD_FLAG && process.send) {
   const send = process.send.bind(process);
-  benchSetting(process.argv[3]!, JSON.parse(process.argv[4]!) as { threads: number; prompt: number; gen: number; reps: number })
+  benchSetting(process.argv[3]!, JSON.parse(process.argv[4]!) as BenchSettingOptions)
     .then((result) => send({ result }, () => process.exit(0)))
     .catch((e: Error) => send({ error: e.message }, () => process.exit(1)));
 }
