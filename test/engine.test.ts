@@ -109,3 +109,27 @@ test('CLI: info prints the MoE layout; nonsense flags and missing files exit 2 w
     assert.doesNotMatch(r.stderr, /at .*\.ts:\d+/, 'no stack trace for bad input');
   }
 });
+
+test('CLI run --chat applies the model chat template and keeps the conversation', async () => {
+  // the generated model plus a ChatML template, written as a new GGUF
+  const { openGGUF, writeGGUF, str } = await import('../src/formats/gguf.js');
+  const src = openGGUF(q8);
+  const chat = join(dir, 'olmoe-chat.gguf');
+  const template =
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}" +
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  writeGGUF(chat, {
+    metadata: [...src.metadata].concat([['tokenizer.chat_template', str(template)]]),
+    tensors: [...src.tensors.values()].map((t) => ({ name: t.name, type: t.type, shape: t.shape, data: t.data })),
+  });
+  src.close();
+  const cli = join(root, 'bin', 'moekit.js');
+  const r = spawnSync(process.execPath, [cli, 'run', chat, '--chat', '-n', '4', '--temp', '0', '-t', '1'], {
+    input: 'Call me Ishmael.\nWhat next?\n\n',
+    encoding: 'utf8',
+  });
+  assert.equal(r.status, 0, r.stderr);
+  // two turns, each ending with the summary line
+  assert.equal((r.stderr.match(/decode \d+ tok/g) ?? []).length, 2, r.stderr);
+  assert.ok(r.stdout.trim().split('\n').length >= 2, r.stdout);
+});

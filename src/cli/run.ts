@@ -96,16 +96,11 @@ async function chatLoop(model: Model, gen: GenerateOptions, system?: string): Pr
   }
   const messages: { role: string; content: string }[] = system ? [{ role: 'system', content: system }] : [];
   const seq = model.newSequence();
-  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: process.stdin.isTTY });
-  process.stderr.write('chat: type a message, empty line or Ctrl-D to quit\n');
+  const rl = createInterface({ input: process.stdin, terminal: false });
+  process.stderr.write('chat: type a message, empty line or Ctrl-D to quit\n> ');
   try {
-    for (;;) {
-      let line: string;
-      try {
-        line = await rl.question('> ');
-      } catch {
-        break; // stdin closed
-      }
+    // iterate lines (not rl.question) so piped input is never dropped between turns
+    for await (const line of rl) {
       if (!line.trim()) break;
       messages.push({ role: 'user', content: line });
       const prompt = applyChatTemplate(template, messages, {
@@ -121,6 +116,7 @@ async function chatLoop(model: Model, gen: GenerateOptions, system?: string): Pr
       process.stdout.write('\n');
       printSummary(model);
       messages.push({ role: 'assistant', content: reply });
+      process.stderr.write('> ');
     }
   } finally {
     rl.close();
