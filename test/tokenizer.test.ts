@@ -3,24 +3,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { i32Arr, str, strArr, u32, type GGUFValue } from '../src/formats/gguf.js';
 import { applyChatTemplate, ggufMetadataToTokenizerJson, tokenizerFromGGUF, tokenizerFromHF, tokenizerJsonToGGUFMetadata } from '../src/tokenizer/index.js';
 import { completeUtf8Prefix } from '../src/tokenizer/stream.js';
-import { gpt2TokenizerConfig, gpt2TokenizerJson, gpt2Vocab } from '../src/testing/vocab.js';
+import { gpt2GGUFMetadata, gpt2TokenizerConfig, gpt2TokenizerJson, gpt2Vocab } from '../src/testing/vocab.js';
 import { getter, mobyDickLines, sharedDir, TRICKY } from './tokenizer-helpers.js';
 
-function gpt2Metadata(n: number): Array<[string, GGUFValue]> {
-  const v = gpt2Vocab(n);
-  return [
-    ['tokenizer.ggml.model', str('gpt2')],
-    ['tokenizer.ggml.pre', str('gpt-2')],
-    ['tokenizer.ggml.tokens', strArr(v.tokens)],
-    ['tokenizer.ggml.token_type', i32Arr(v.tokenTypes)],
-    ['tokenizer.ggml.merges', strArr(v.merges)],
-    ['tokenizer.ggml.bos_token_id', u32(v.eosId)],
-    ['tokenizer.ggml.eos_token_id', u32(v.eosId)],
-  ];
-}
+const gpt2Metadata = (n: number) => gpt2GGUFMetadata(n);
 
 test('gpt2Vocab: real GPT-2 ids and merges', () => {
   const v = gpt2Vocab(50257);

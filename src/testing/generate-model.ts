@@ -23,11 +23,11 @@ import { GGMLType, numel, rowBytes } from '../tensor.js';
 import { UsageError } from '../errors.js';
 import {
   type GGUFValue, type GGUFWriteTensor,
-  bool, f32 as f32v, i32Arr, str, strArr, u32, writeGGUF,
+  f32 as f32v, str, u32, writeGGUF,
 } from '../formats/gguf.js';
 import { f32ArrayToBf16, f32ArrayToF16, f32ToF16 } from '../formats/half.js';
 import { quantize } from '../formats/quants.js';
-import { gpt2TokenizerConfig, gpt2TokenizerJson, gpt2Vocab } from './vocab.js';
+import { gpt2GGUFMetadata, gpt2TokenizerConfig, gpt2TokenizerJson } from './vocab.js';
 
 export const ARCHS = ['llama', 'qwen2moe', 'qwen3moe', 'olmoe', 'granitemoe', 'deepseek'] as const;
 export type ArchName = (typeof ARCHS)[number];
@@ -251,17 +251,7 @@ export function ggufMetadata(specIn: ModelSpec, fileType?: number): Array<[strin
       );
       break;
   }
-  const v = gpt2Vocab(s.vocab);
-  m.push(
-    ['tokenizer.ggml.model', str('gpt2')],
-    ['tokenizer.ggml.pre', str('gpt-2')],
-    ['tokenizer.ggml.tokens', strArr(v.tokens)],
-    ['tokenizer.ggml.token_type', i32Arr(v.tokenTypes)],
-    ['tokenizer.ggml.merges', strArr(v.merges)],
-    ['tokenizer.ggml.bos_token_id', u32(v.eosId)],
-    ['tokenizer.ggml.eos_token_id', u32(v.eosId)],
-    ['tokenizer.ggml.add_bos_token', bool(false)],
-  );
+  m.push(...gpt2GGUFMetadata(s.vocab, { addBos: false }));
   return m;
 }
 

@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { byteToUnicode } from '../tokenizer/bytes.js';
+import { bool, i32Arr, str, strArr, u32, type GGUFValue } from '../formats/gguf.js';
 
 export interface Gpt2Vocab {
   /** byte-level token strings, index = token id; the last one is `<|endoftext|>` */
@@ -145,4 +146,20 @@ export function gpt2TokenizerConfig(): Record<string, unknown> {
     model_max_length: 1024,
     tokenizer_class: 'GPT2Tokenizer',
   };
+}
+
+/** GGUF `tokenizer.ggml.*` metadata for `gpt2Vocab(nTokens)` (gpt2 BPE, GPT-2 pre-tokenizer, EOS doubling as BOS). */
+export function gpt2GGUFMetadata(nTokens = 4096, opts: { addBos?: boolean } = {}): Array<[string, GGUFValue]> {
+  const v = gpt2Vocab(nTokens);
+  const m: Array<[string, GGUFValue]> = [
+    ['tokenizer.ggml.model', str('gpt2')],
+    ['tokenizer.ggml.pre', str('gpt-2')],
+    ['tokenizer.ggml.tokens', strArr(v.tokens)],
+    ['tokenizer.ggml.token_type', i32Arr(v.tokenTypes)],
+    ['tokenizer.ggml.merges', strArr(v.merges)],
+    ['tokenizer.ggml.bos_token_id', u32(v.eosId)],
+    ['tokenizer.ggml.eos_token_id', u32(v.eosId)],
+  ];
+  if (opts.addBos !== undefined) m.push(['tokenizer.ggml.add_bos_token', bool(opts.addBos)]);
+  return m;
 }
