@@ -25,3 +25,10 @@ export { analyzeTrace, SEG_LENGTHS, type InspectResult, type LayerResult, type O
 export { cacheHitCurve, schCurve, srpSegmentStats, srpFromStats, type CachePolicy, type RouteSeq, type SrpResult } from './analysis/locality.js';
 export { loadStats, coactivation, transition, superExperts, type LoadStats, type SuperExpertResult } from './analysis/metrics.js';
 export { renderReport } from './analysis/report.js';
+export { train, readTrainConfig, evaluate as evaluateTrained, type TrainConfig, type TrainOptions, type TrainResult } from './train/trainer.js';
+export { MoeLM, paramLayout, type ModelConfig as TrainModelConfig, type StepStats } from './train/model.js';
+export { router_forward, router_backward, router_bias_update, type RouterConfig as TrainRouterConfig, type RouteResult } from './train/router.js';
+export { AdamW, learningRate, clipGradNorm, type OptimConfig } from './train/optim.js';
+export { trainStep, type StepResult } from './train/step.js';
+export { trainBpe, BpeEncoder, bpeTokenizerJson, bpeTokenizerConfig, type BpeVocab } from './train/bpe.js';
+export { saveCheckpoint, loadCheckpoint, exportGGUF, exportArch, type TrainState } from './train/checkpoint.js';

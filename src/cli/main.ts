@@ -10,6 +10,7 @@ import { registerInspect } from './inspect.js';
 import { registerReport } from './report.js';
 import { registerTrace } from './trace.js';
 import { registerRun } from './run.js';
+import { registerTrain } from './train.js';
 
 export function buildProgram(): Command {
   const program = new Command('moekit')
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerEval(program);
   registerCalibrate(program);
   registerBench(program);
+  registerTrain(program);
   return program;
 }
 
