@@ -2,7 +2,7 @@
  * A/B test of two builds of the native addon in one process, alternating calls (the machine is shared,
  * so only interleaved ratios mean anything). Copy the baseline build first:
  *   cp native/build/Release/moekit.node /tmp/moekit-base.node   # then change native/, npm run build:native
- *   node --import tsx bench/ab-addon.ts /tmp/moekit-base.node [--threads 2] [--rounds 30]
+ *   node --import tsx bench/ab-addon.ts /tmp/moekit-base.node [--new other.node] [--threads 2] [--rounds 30]
  * Times a MoE decode step (olmoe shape: E=64, top-8, D=2048, F=1024; gate/up Q4_K, down Q6_K as in
  * Q4_K_M, and all-Q8_0), over 4 distinct layers so weights come from DRAM, and a 128-token prompt step.
  */
@@ -14,7 +14,7 @@ const argv = process.argv.slice(2);
 const flag = (f: string, d: number): number => (argv.includes(f) ? Number(argv[argv.indexOf(f) + 1]) : d);
 const req = createRequire(import.meta.url);
 const A = req(argv[0]!) as Addon;
-const B = req('../native/build/Release/moekit.node') as Addon;
+const B = req(argv.includes('--new') ? argv[argv.indexOf('--new') + 1]! : '../native/build/Release/moekit.node') as Addon;
 const threads = flag('--threads', 2), rounds = flag('--rounds', 30);
 for (const x of [A, B]) x.setThreads(threads);
 

@@ -115,13 +115,15 @@ test('matmul: a tile of tokens gives the same rows as tokens one at a time', { s
   const K = 512, N = 64, T = 11;
   // F32 is excluded on purpose: like llama.cpp, a batch of F32 rows is summed in tinyBLAS order and a
   // single row in ggml_vec_dot_f32 order (src/backend/ggml-math.ts), so the two differ in the last bits.
+  // Q4_K (N % 8 == 0) likewise: llama.cpp's repacked gemm sums each group of 4 rows in another order
+  // than its gemv (formats/quants.ts q4KRepacked); only the rows after the last group of 4 match.
   for (const type of TYPES.filter((t) => t !== GGMLType.F32)) {
     const r = rng(77 + type);
     const w = weight('w', type, [N, K], r);
     const x = randn(T * K, r);
     const y = new Float32Array(T * N);
     nb.matmul({ y, x, w, T });
-    for (let t = 0; t < T; t++) {
+    for (let t = type === GGMLType.Q4_K ? T - (T % 4) : 0; t < T; t++) {
       const yt = new Float32Array(N);
       nb.matmul({ y: yt, x: x.subarray(t * K, (t + 1) * K), w, T: 1 });
       assert.deepEqual(yt, y.subarray(t * N, (t + 1) * N), `${typeName(type)} token ${t}`);
@@ -167,6 +169,62 @@ test('moeFfn: native == reference, E=8, K=2, T in {1, 33}, with unused slots', {
       }
       assert.deepEqual(outs[1], outs[0]);
       if (T > 7) assert.ok(outs[0]!.subarray(7 * D, 8 * D).every((v) => v === 0), 'token without experts must be 0');
+    }
+  }
+});
+
+test('AVX-512 (VNNI) kernels are bit-identical to the AVX2 kernels: matmul and moeFfn', { skip }, () => {
+  const a = loadAddon() as ReturnType<typeof loadAddon> & { setSimd(on: boolean | number): boolean; cpuFeatures(): { avx512?: boolean; simdLevel?: number } };
+  if (!a.cpuFeatures().avx512) return; // CPU without AVX-512 F/VL/BW/VNNI (or MOEKIT_NO_AVX512 set)
+  const prev = a.cpuFeatures().simd;
+  // 1 = best (AVX-512 here), 2 = AVX2 only
+  const both = <T>(f: () => T): [T, T] => {
+    try {
+      a.setSimd(1);
+      assert.equal(a.cpuFeatures().simdLevel, 2);
+      const x = f();
+      a.setSimd(2);
+      assert.equal(a.cpuFeatures().simdLevel, 1);
+      return [x, f()];
+    } finally {
+      a.setSimd(prev);
+    }
+  };
+  const nb = new NativeBackend({ threads: 2 });
+  const K = 512;
+  for (const type of TYPES) {
+    const r = rng(3000 + type);
+    for (const [T, N] of [[1, 1031], [3, 66], [4, 37], [5, 64], [9, 23], [64, 41]] as const) {
+      const w = weight(`w.${typeName(type)}`, type, [N, K], r);
+      const x = randn(T * K, r);
+      const [y5, y2] = both(() => {
+        const y = new Float32Array(T * N).fill(NaN);
+        nb.matmul({ y, x, w, T });
+        return y;
+      });
+      assert.deepEqual(y5, y2, `${typeName(type)} T=${T} N=${N}: AVX-512 vs AVX2`);
+    }
+  }
+  const E = 8, F = 256, D = 512, KE = 2;
+  for (const [gt, dt] of [[GGMLType.Q8_0, GGMLType.Q8_0], [GGMLType.Q4_K, GGMLType.Q6_K], [GGMLType.Q8_0, GGMLType.Q4_K]] as const) {
+    const r = rng(4000 + gt * 31 + dt);
+    const gate = weight('gate', gt, [E, F, D], r), up = weight('up', gt, [E, F, D], r), down = weight('down', dt, [E, D, F], r);
+    for (const T of [1, 2, 33]) {
+      const x = randn(T * D, r);
+      const ids = new Int32Array(T * KE), weights = new Float32Array(T * KE);
+      for (let t = 0; t < T; t++) {
+        const e0 = Math.floor(r() * E);
+        ids[t * KE] = e0;
+        ids[t * KE + 1] = (e0 + 1 + Math.floor(r() * (E - 1))) % E;
+        weights[t * KE] = r();
+        weights[t * KE + 1] = r();
+      }
+      const [o5, o2] = both(() => {
+        const out = new Float32Array(T * D).fill(NaN);
+        nb.moeFfn({ out, x, gate, up, down, ids, weights, T, K: KE });
+        return out;
+      });
+      assert.deepEqual(o5, o2, `moe ${typeName(gt)}/${typeName(dt)} T=${T}: AVX-512 vs AVX2`);
     }
   }
 });
@@ -273,4 +331,7 @@ test('createBackend / physicalCores; MOEKIT_NO_SIMD=1 selects the scalar kernels
   assert.equal(off.simd, false);
   const on = run({ MOEKIT_NO_SIMD: '' });
   assert.equal(on.simd, on.avx2);
+  const no512 = run({ MOEKIT_NO_SIMD: '', MOEKIT_NO_AVX512: '1' }) as { simd: boolean; avx2: boolean; avx512?: boolean; simdLevel?: number };
+  assert.equal(no512.avx512, false);
+  assert.equal(no512.simdLevel, no512.avx2 ? 1 : 0);
 });

@@ -6,6 +6,7 @@ import { GGMLType, type Tensor } from '../src/tensor.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import { dequantize, quantize } from '../src/formats/quants.js';
 import { f16ToF32, f32ArrayToF16 } from '../src/formats/half.js';
+import { ggmlSwiglu } from '../src/backend/ggml-math.js';
 
 function gaussian(n: number, seed: number, sigma = 1): Float32Array {
   let a = seed >>> 0;
@@ -112,7 +113,8 @@ test('moeFfn: random experts equal per-expert matmuls, weighted and summed in sl
       const g = new Float32Array(Fd), u = new Float32Array(Fd), y = new Float32Array(D);
       be.matmul({ y: g, x: xt, w: slice(gate, e), T: 1 });
       be.matmul({ y: u, x: xt, w: slice(up, e), T: 1 });
-      const h = g.map((gv, f) => Math.fround(Math.fround(gv / Math.fround(1 + Math.fround(Math.exp(-gv)))) * u[f]));
+      const h = new Float32Array(Fd);
+      ggmlSwiglu(Fd, h, g, u); // ggml_vec_swiglu_f32 (SIMD lanes use ggml_v_expf, not libm expf)
       be.matmul({ y, x: h, w: slice(down, e), T: 1 });
       for (let d = 0; d < D; d++) acc[d] = Math.fround(acc[d] + Math.fround(y[d] * weights[t * K + j]));
     }

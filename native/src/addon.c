@@ -8,7 +8,7 @@
  *   attention(out, q, kCache, vCache, T, pos0, H, Hkv, Dh, ctx, scale, threads)
  *   getRows(out, w, type, K, rows)
  *   readProbe(buf, threads) -> checksum (memory read-bandwidth probe; time it from JS)
- *   setThreads(n) -> n, getThreads(), setSimd(on) -> active, cpuFeatures()
+ *   setThreads(n) -> n, getThreads(), setSimd(on | 0 scalar, 1 best, 2 AVX2 only) -> active, cpuFeatures()
  *   mmapOpen(path), mmapView(handle, offset, length)   (mmap_file.c)
  */
 #include <pthread.h>
@@ -215,9 +215,17 @@ static napi_value js_get_threads(napi_env env, napi_callback_info info) {
 
 static napi_value js_set_simd(napi_env env, napi_callback_info info) {
   napi_value a[1], r;
-  bool on;
+  int on;
+  napi_valuetype vt;
   if (!get_args(env, info, 1, a)) return NULL;
-  NAPI_CALL(env, napi_get_value_bool(env, a[0], &on));
+  NAPI_CALL(env, napi_typeof(env, a[0], &vt));
+  if (vt == napi_number) { /* 0 scalar, 1 best, 2 AVX2 only */
+    NAPI_CALL(env, napi_get_value_int32(env, a[0], &on));
+  } else {
+    bool bon;
+    NAPI_CALL(env, napi_get_value_bool(env, a[0], &bon));
+    on = bon;
+  }
   pthread_mutex_lock(&op_lock);
   mk_set_simd(on);
   pthread_mutex_unlock(&op_lock);
@@ -234,6 +242,10 @@ static napi_value js_cpu_features(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_set_named_property(env, obj, "avx2", b)); /* avx2 && fma && f16c */
   NAPI_CALL(env, napi_get_boolean(env, mk_simd_active(), &b));
   NAPI_CALL(env, napi_set_named_property(env, obj, "simd", b));
+  NAPI_CALL(env, napi_get_boolean(env, mk_has_avx512(), &b));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "avx512", b)); /* F/VL/BW/VNNI kernels available */
+  NAPI_CALL(env, napi_create_int32(env, mk_simd_level(), &b));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "simdLevel", b)); /* 0 scalar, 1 AVX2, 2 AVX-512 */
   return obj;
 }
 

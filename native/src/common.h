@@ -109,6 +109,15 @@ typedef void (*mk_quant_fn)(const float *x, void *y, int n);
 /* Dequantize n elements of one weight row to f32. */
 typedef void (*mk_dequant_fn)(const void *w, float *y, int n);
 
+/* The most weight rows a tile kernel handles in one pass. */
+#define MK_TILE_ROWS 4
+/*
+ * tile: s[t*s_stride + r] = w_r · act_t for r < nr, t < nt (1 <= nr <= MK_TILE_ROWS, 1 <= nt <= MK_TILE),
+ * w_r = w + r*w_stride bytes; the same per-(row, token) numerics as dot.
+ */
+typedef void (*mk_tile_fn)(int n, const void *w, size_t w_stride, int nr, const void *act, size_t act_stride,
+                           int nt, float *s, size_t s_stride);
+
 typedef struct {
   int type;
   int vec_dot_type;
@@ -117,6 +126,7 @@ typedef struct {
   mk_dot_fn dot;
   mk_quant_fn quant_act;
   mk_dequant_fn dequant;
+  mk_tile_fn dot_tile; /* optional: several weight rows per pass (NULL = use dot row by row) */
 } mk_type_ops;
 
 /* Returns NULL for an unsupported type. simd != 0 selects the AVX2 kernels when available. */
@@ -128,6 +138,9 @@ void mk_scalar_fill(int type, mk_type_ops *ops);
 /* AVX2+FMA+F16C kernels (kernels_avx2.c); returns 0 if the type has none or the build lacks x86. */
 int mk_avx2_fill(int type, mk_type_ops *ops);
 int mk_cpu_has_avx2(void);
+/* AVX-512 F/VL/BW/VNNI kernels (kernels_avx512.c), applied on top of the AVX2 table. */
+int mk_avx512_fill(int type, mk_type_ops *ops);
+int mk_cpu_has_avx512(void);
 
 /* f32 helpers used by attention (simd-selected). */
 typedef float (*mk_dot_f16_f32_fn)(int n, const uint16_t *a, const uint16_t *b);

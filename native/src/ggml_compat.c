@@ -205,3 +205,247 @@ void mkc_attn_tiled(float *out, const float *q, const uint16_t *k, const uint16_
   const float inv = S == 0 ? 0.0f : 1.0f / S;
   for (int d = 0; d < Dh; d++) out[d] = acc[d] * inv;
 }
+
+/* ---- Q4_K as llama.cpp's repacked kernels compute it ------------------------------------ */
+
+/*
+ * On AVX2 CPUs ggml-cpu repacks every Q4_K weight whose row count N is a multiple of 8
+ * (repack.cpp ggml_repack_get_optimal_repack_type) and multiplies with ggml_gemv_q4_K_8x8_q8_K /
+ * ggml_gemm_q4_K_8x8_q8_K (arch/x86/repack.cpp) instead of ggml_vec_dot_q4_K_q8_K. The integer
+ * sums are exact; the f32 order (the TS twin is quants.ts dotQ4KRepackAt) is:
+ *  - gemv (mul_mat with 1-3 activation rows, the rows after the last multiple of 4, and every
+ *    mul_mat_id): per 256-block acc = fma(f32(Σ_s sc_s·(q·y)_s), d_w·d_x, acc), and
+ *    accm = fma(f32(Σ_s m_s·bsum32_s), dmin_w·d_x, accm);
+ *  - gemm (groups of 4 rows of a mul_mat with >= 4): the same two FMAs per pair of 32-element
+ *    sub-blocks (2p, 2p+1), 4 per block;
+ * result acc - accm. gemm rows' activations come from ggml_quantize_mat_q8_K_4x8, which differs
+ * from quantize_row_q8_K_ref only when both +amax and -amax occur (it takes +amax).
+ */
+int mkc_q4K_repacked(int N) { return N % 8 == 0; }
+
+static void quant_q8_K_block(const float *x, block_q8_K *y, int prefer_positive) {
+  float max = 0, amax = 0;
+  for (int j = 0; j < QK_K; j++) {
+    const float ax = fabsf(x[j]);
+    if (ax > amax) { amax = ax; max = x[j]; }
+  }
+  if (amax == 0) {
+    memset(y, 0, sizeof *y);
+    return;
+  }
+  if (prefer_positive && max < 0)
+    for (int j = 0; j < QK_K; j++)
+      if (x[j] == amax) { max = amax; break; }
+  const float iscale = -127.f / max;
+  for (int j = 0; j < QK_K; j++) {
+    const int v = nearest_int(iscale * x[j]);
+    y->qs[j] = (int8_t)(v > 127 ? 127 : v);
+  }
+  for (int j = 0; j < QK_K / 16; j++) {
+    int s = 0;
+    for (int l = 0; l < 16; l++) s += y->qs[16 * j + l];
+    y->bsums[j] = (int16_t)s;
+  }
+  y->d = 1 / iscale;
+}
+
+int mkc_q4K_gemm_rows(int T) { return T > 3 ? T - T % 4 : 0; }
+
+void mkc_quant_q8_K_rows(const float *x, int T, int K, uint8_t *dst, size_t arow) {
+  const int tg = mkc_q4K_gemm_rows(T);
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < K / QK_K; i++)
+      quant_q8_K_block(x + (size_t)t * K + (size_t)i * QK_K, (block_q8_K *)(dst + (size_t)t * arow) + i, t < tg);
+}
+
+/* Σ_s m_s·(bsums[2s] + bsums[2s+1]) for s = 2p, 2p+1 */
+static inline int min_pair(const uint8_t *mins, const block_q8_K *x, int p) {
+  const int16_t *b = x->bsums + 4 * p;
+  return mins[2 * p] * (b[0] + b[1]) + mins[2 * p + 1] * (b[2] + b[3]);
+}
+
+#define MKC_NT 4
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define MKC_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define MKC_HAVE_AVX2 1
+
+/* sc[0..7] in bytes 0..7, m[0..7] in bytes 8..15 (get_scale_min_k4 on 32-bit words) */
+static MKC_AVX2 inline __m128i k4_scales_mins(const uint8_t *q) {
+  uint32_t u0, u1, u2;
+  memcpy(&u0, q, 4);
+  memcpy(&u1, q + 4, 4);
+  memcpy(&u2, q + 8, 4);
+  const uint32_t sc_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+  const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
+  const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
+  return _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
+}
+
+/*
+ * Up to MKC_NT tokens; gemm != 0: per sub-block-pair FMAs, else per block. The f32 accumulators
+ * of the tokens sit in the lanes of one __m128 (lane t = token t: each lane is its own FMA chain).
+ */
+static MKC_AVX2 inline void q4K_rp_dot_avx2_nt(int n, const uint8_t *w, const uint8_t *act, size_t act_stride,
+                                                const int nt, float *s, const int gemm) {
+  __m128 acc = _mm_setzero_ps(), accm = _mm_setzero_ps();
+  float s1 = 0, s1m = 0; /* nt == 1 gemv */
+  const __m256i m4 = _mm256_set1_epi8(0xF);
+  for (int i = 0; i < n / QK_K; i++) {
+    const block_q4_K *b = (const block_q4_K *)w + i;
+    _mm_prefetch((const char *)b + 1024, _MM_HINT_T0);
+    _mm_prefetch((const char *)b + 1024 + 64, _MM_HINT_T0);
+    _mm_prefetch((const char *)b + 1024 + 128, _MM_HINT_T0);
+    const __m128i scm = k4_scales_mins(b->scales);
+    const __m128i sc16 = _mm_cvtepu8_epi16(scm);
+    const __m256i sc16x2 = _mm256_set_m128i(sc16, sc16);
+    const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(scm, scm)); /* m0 m0 m1 m1 ... m7 m7 */
+    __m256i pv[MKC_NT][4];
+    for (int p = 0; p < 4; p++) {
+      const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * p));
+      const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      const __m256i s0 = _mm256_shuffle_epi8(sc16x2, _mm256_set1_epi16((short)(((4 * p + 1) << 8) | (4 * p))));
+      const __m256i s1 = _mm256_shuffle_epi8(sc16x2, _mm256_set1_epi16((short)(((4 * p + 3) << 8) | (4 * p + 2))));
+      for (int t = 0; t < nt; t++) {
+        const int8_t *y = ((const block_q8_K *)(act + (size_t)t * act_stride) + i)->qs + 64 * p;
+        const __m256i a = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y)), s0);
+        const __m256i c = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y + 32))), s1);
+        pv[t][p] = _mm256_add_epi32(a, c);
+      }
+    }
+    if (nt == 1 && !gemm) { /* decode: one token, scalar f32 (same FMAs as lane 0 below) */
+      const block_q8_K *x = (const block_q8_K *)act + i;
+      const __m256i mv = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *)x->bsums));
+      const __m256i sv = _mm256_add_epi32(_mm256_add_epi32(pv[0][0], pv[0][1]), _mm256_add_epi32(pv[0][2], pv[0][3]));
+      const __m256i h = _mm256_hadd_epi32(sv, mv);
+      __m128i r = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+      r = _mm_hadd_epi32(r, r);
+      s1 = fmaf((float)_mm_cvtsi128_si32(r), f16_to_f32(b->d) * x->d, s1);
+      s1m = fmaf((float)_mm_extract_epi32(r, 1), f16_to_f32(b->dmin) * x->d, s1m);
+      continue;
+    }
+    /* d_w·d_x and dmin_w·d_x per token (f32 products, as ggml's col_scale * row_scale) */
+    float xd[MKC_NT] = {0};
+    for (int t = 0; t < nt; t++) xd[t] = ((const block_q8_K *)(act + (size_t)t * act_stride) + i)->d;
+    const __m128 xdv = _mm_loadu_ps(xd);
+    const __m128 dv = _mm_mul_ps(_mm_set1_ps(f16_to_f32(b->d)), xdv), dmv = _mm_mul_ps(_mm_set1_ps(f16_to_f32(b->dmin)), xdv);
+    __m128 P[MKC_NT], M[MKC_NT]; /* gemm: per token, the 4 pair sums / pair min terms; gemv: [Σs, Σm, ., .] */
+    for (int t = 0; t < nt; t++) {
+      const block_q8_K *x = (const block_q8_K *)(act + (size_t)t * act_stride) + i;
+      /* lane k: m_k·bsum32_k (sub-block k) */
+      const __m256i mv = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *)x->bsums));
+      if (gemm) {
+        const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(pv[t][0], pv[t][1]), _mm256_hadd_epi32(pv[t][2], pv[t][3]));
+        P[t] = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+        const __m256i mh = _mm256_hadd_epi32(mv, mv); /* lo: m01 m23 . . | hi: m45 m67 . . */
+        M[t] = _mm_cvtepi32_ps(_mm_unpacklo_epi64(_mm256_castsi256_si128(mh), _mm256_extracti128_si256(mh, 1)));
+      } else {
+        const __m256i sv = _mm256_add_epi32(_mm256_add_epi32(pv[t][0], pv[t][1]), _mm256_add_epi32(pv[t][2], pv[t][3]));
+        const __m256i h = _mm256_hadd_epi32(sv, mv); /* lo: s s m m | hi: s s m m */
+        const __m128i r = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        P[t] = _mm_cvtepi32_ps(_mm_hadd_epi32(r, r)); /* [Σs, Σm, Σs, Σm] */
+      }
+    }
+    for (int t = nt; t < MKC_NT; t++) P[t] = M[t] = _mm_setzero_ps();
+    /* transpose: lane t of column c = row t's value c */
+    _MM_TRANSPOSE4_PS(P[0], P[1], P[2], P[3]);
+    if (gemm) {
+      _MM_TRANSPOSE4_PS(M[0], M[1], M[2], M[3]);
+      for (int p = 0; p < 4; p++) {
+        acc = _mm_fmadd_ps(P[p], dv, acc);
+        accm = _mm_fmadd_ps(M[p], dmv, accm);
+      }
+    } else {
+      acc = _mm_fmadd_ps(P[0], dv, acc);
+      accm = _mm_fmadd_ps(P[1], dmv, accm);
+    }
+  }
+  if (nt == 1 && !gemm) {
+    s[0] = s1 - s1m;
+    return;
+  }
+  float r[MKC_NT];
+  _mm_storeu_ps(r, _mm_sub_ps(acc, accm));
+  for (int t = 0; t < nt; t++) s[t] = r[t];
+}
+
+static MKC_AVX2 void q4K_rp_dot_avx2(int n, const uint8_t *w, const uint8_t *act, size_t act_stride, int nt, float *s,
+                                     int gemm) {
+  switch (nt) { /* constant tile widths, so the token loops unroll */
+    case 1: q4K_rp_dot_avx2_nt(n, w, act, act_stride, 1, s, gemm); break;
+    case 2: q4K_rp_dot_avx2_nt(n, w, act, act_stride, 2, s, gemm); break;
+    case 3: q4K_rp_dot_avx2_nt(n, w, act, act_stride, 3, s, gemm); break;
+    default: q4K_rp_dot_avx2_nt(n, w, act, act_stride, 4, s, gemm); break;
+  }
+}
+#endif
+
+static void q4K_rp_dot_scalar(int n, const uint8_t *w, const uint8_t *act, size_t act_stride, int nt, float *s, int gemm) {
+  for (int t = 0; t < nt; t++) {
+    float acc = 0, accm = 0;
+    for (int i = 0; i < n / QK_K; i++) {
+      const block_q4_K *b = (const block_q4_K *)w + i;
+      const block_q8_K *x = (const block_q8_K *)(act + (size_t)t * act_stride) + i;
+      uint8_t sc[8], mn[8];
+      for (int j = 0; j < 8; j++) scale_min_k4(j, b->scales, &sc[j], &mn[j]);
+      const float d = f16_to_f32(b->d) * x->d, dm = f16_to_f32(b->dmin) * x->d;
+      int ib = 0, im = 0;
+      for (int p = 0; p < 4; p++) {
+        int ip = 0;
+        for (int l = 0; l < 32; l++)
+          ip += sc[2 * p] * (b->qs[32 * p + l] & 0xF) * x->qs[64 * p + l] + sc[2 * p + 1] * (b->qs[32 * p + l] >> 4) * x->qs[64 * p + 32 + l];
+        if (gemm) {
+          acc = fmaf((float)ip, d, acc);
+          accm = fmaf((float)min_pair(mn, x, p), dm, accm);
+        } else {
+          ib += ip;
+          im += min_pair(mn, x, p);
+        }
+      }
+      if (!gemm) {
+        acc = fmaf((float)ib, d, acc);
+        accm = fmaf((float)im, dm, accm);
+      }
+    }
+    s[t] = acc - accm;
+  }
+}
+
+static int q4K_avx2 = -1;
+
+static void q4K_rp_dot(int n, const uint8_t *w, const uint8_t *act, size_t act_stride, int nt, float *s, int gemm) {
+#ifdef MKC_HAVE_AVX2
+  if (q4K_avx2 < 0) {
+    __builtin_cpu_init();
+    q4K_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+  if (q4K_avx2) {
+    q4K_rp_dot_avx2(n, w, act, act_stride, nt, s, gemm);
+    return;
+  }
+#endif
+  q4K_rp_dot_scalar(n, w, act, act_stride, nt, s, gemm);
+}
+
+/* mk_dot_fn for mul_mat_id (always gemv), any nt */
+void mkc_dot_q4K_gemv(int n, const void *w_row, const void *act, size_t act_stride, int nt, float *s) {
+  for (int t0 = 0; t0 < nt; t0 += MKC_NT) {
+    const int m = nt - t0 < MKC_NT ? nt - t0 : MKC_NT;
+    q4K_rp_dot(n, w_row, (const uint8_t *)act + (size_t)t0 * act_stride, act_stride, m, s + t0, 0);
+  }
+}
+
+/* y[t, r] for r in [r0, r1), all T tokens of a mul_mat: rows t < mkc_q4K_gemm_rows(T) as gemm */
+void mkc_q4K_rows(const uint8_t *w, size_t wrow, int r0, int r1, const uint8_t *act, size_t arow, int T, int K,
+                  float *y, size_t ystride) {
+  const int tg = mkc_q4K_gemm_rows(T);
+  float s[MKC_NT];
+  for (int t0 = 0; t0 < T; t0 += MKC_NT) {
+    /* tiles never straddle the gemm/gemv boundary (tg is a multiple of MKC_NT = 4) */
+    const int nt = T - t0 < MKC_NT ? T - t0 : MKC_NT, gemm = t0 < tg;
+    for (int r = r0; r < r1; r++) {
+      q4K_rp_dot(K, w + (size_t)r * wrow, act + (size_t)t0 * arow, arow, nt, s, gemm);
+      for (int t = 0; t < nt; t++) y[(size_t)(t0 + t) * ystride + r] = s[t];
+    }
+  }
+}

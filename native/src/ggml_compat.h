@@ -15,4 +15,11 @@ void mkc_attn_one_chunk(float *out, const float *q, const uint16_t *k, const uin
                         int Dh, float scale, float *acc, uint16_t *q16);
 void mkc_attn_tiled(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
                     int Dh, float scale, float *acc);
+/* Q4_K weights as llama.cpp's repacked x86 kernels compute them (see ggml_compat.c) */
+int mkc_q4K_repacked(int N);
+int mkc_q4K_gemm_rows(int T);
+void mkc_quant_q8_K_rows(const float *x, int T, int K, uint8_t *dst, size_t arow);
+void mkc_dot_q4K_gemv(int n, const void *w_row, const void *act, size_t act_stride, int nt, float *s);
+void mkc_q4K_rows(const uint8_t *w, size_t wrow, int r0, int r1, const uint8_t *act, size_t arow, int T, int K,
+                  float *y, size_t ystride);
 #endif

@@ -6,6 +6,7 @@
 #include "ggml_compat.h"
 
 #include <math.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,28 +18,39 @@ float mk_avx2_dot_f16(int n, const uint16_t *a, const uint16_t *b);
 
 static const int kTypes[] = {T_F32, T_F16, T_BF16, T_Q8_0, T_Q4_0, T_Q4_K, T_Q5_K, T_Q6_K};
 #define NTYPES ((int)(sizeof kTypes / sizeof kTypes[0]))
-static mk_type_ops scalar_ops[NTYPES], simd_ops[NTYPES];
-static int has_avx2, use_simd;
+/* simd level: 0 scalar, 1 AVX2, 2 AVX-512 (VNNI) on top of AVX2 */
+static mk_type_ops scalar_ops[NTYPES], avx2_ops[NTYPES], avx512_ops[NTYPES];
+static int has_avx2, has_avx512, use_simd;
 
 void mk_ops_init(void) {
   mk_init_tables();
   mkc_init();
   has_avx2 = mk_cpu_has_avx2();
+  has_avx512 = has_avx2 && mk_cpu_has_avx512();
   for (int i = 0; i < NTYPES; i++) {
     mk_scalar_fill(kTypes[i], &scalar_ops[i]);
-    simd_ops[i] = scalar_ops[i];
-    if (has_avx2) mk_avx2_fill(kTypes[i], &simd_ops[i]);
+    avx2_ops[i] = scalar_ops[i];
+    if (has_avx2) mk_avx2_fill(kTypes[i], &avx2_ops[i]);
+    avx512_ops[i] = avx2_ops[i];
+    if (has_avx512) mk_avx512_fill(kTypes[i], &avx512_ops[i]);
   }
-  const char *e = getenv("MOEKIT_NO_SIMD");
-  use_simd = has_avx2 && !(e && *e && strcmp(e, "0") != 0);
+  const char *e = getenv("MOEKIT_NO_SIMD"), *e5 = getenv("MOEKIT_NO_AVX512");
+  const int no_simd = e && *e && strcmp(e, "0") != 0, no512 = e5 && *e5 && strcmp(e5, "0") != 0;
+  if (no512) has_avx512 = 0;
+  use_simd = no_simd ? 0 : has_avx512 ? 2 : has_avx2 ? 1 : 0;
 }
 
-void mk_set_simd(int on) { use_simd = on && has_avx2; }
-int mk_simd_active(void) { return use_simd; }
+/* on: 0 scalar, 1 best available, 2 AVX2 only (for tests comparing the paths) */
+void mk_set_simd(int on) {
+  use_simd = !on || !has_avx2 ? 0 : on == 2 ? 1 : has_avx512 ? 2 : 1;
+}
+int mk_simd_active(void) { return use_simd != 0; }
+int mk_simd_level(void) { return use_simd; }
+int mk_has_avx512(void) { return has_avx512; }
 
 const mk_type_ops *mk_ops(int type, int simd) {
   for (int i = 0; i < NTYPES; i++)
-    if (kTypes[i] == type) return simd ? &simd_ops[i] : &scalar_ops[i];
+    if (kTypes[i] == type) return simd >= 2 ? &avx512_ops[i] : simd ? &avx2_ops[i] : &scalar_ops[i];
   return NULL;
 }
 
@@ -69,10 +81,19 @@ static int imin(int a, int b) { return a < b ? a : b; }
  */
 static void rows_times_tokens(const mk_type_ops *o, const uint8_t *w, size_t wrow, int r0, int r1,
                               const uint8_t *act, size_t arow, int T, int K, float *y, size_t ystride) {
-  float s[MK_TILE];
+  float s[MK_TILE * MK_TILE_ROWS];
   for (int t0 = 0; t0 < T; t0 += MK_TILE) {
     const int nt = imin(MK_TILE, T - t0);
     const uint8_t *a = act + (size_t)t0 * arow;
+    if (o->dot_tile) {
+      for (int r = r0; r < r1; r += MK_TILE_ROWS) {
+        const int nr = imin(MK_TILE_ROWS, r1 - r);
+        o->dot_tile(K, w + (size_t)r * wrow, wrow, nr, a, arow, nt, s, MK_TILE_ROWS);
+        for (int t = 0; t < nt; t++)
+          for (int i = 0; i < nr; i++) y[(size_t)(t0 + t) * ystride + r + i] = s[t * MK_TILE_ROWS + i];
+      }
+      continue;
+    }
     for (int r = r0; r < r1; r++) {
       o->dot(K, w + (size_t)r * wrow, a, arow, nt, s);
       for (int t = 0; t < nt; t++) y[(size_t)(t0 + t) * ystride + r] = s[t];
@@ -88,6 +109,7 @@ typedef struct {
   int T, N, K, chunk, nchunks;
   _Atomic int next;
   int f32_exact; /* F32 weights: sum in llama.cpp's order (ggml_compat.c), -1 = off */
+  int q4k_rp;    /* Q4_K weights in llama.cpp's repacked order (ggml_compat.c mkc_q4K_rows) */
 } matmul_job;
 
 static void matmul_task(void *vp, int ith, int nth) {
@@ -100,6 +122,8 @@ static void matmul_task(void *vp, int ith, int nth) {
       for (int t = 0; t < j->T; t++)
         for (int r = r0; r < r1; r++)
           j->y[(size_t)t * j->N + r] = mkc_dot_f32(w + (size_t)r * j->K, x + (size_t)t * j->K, j->K, j->f32_exact);
+    } else if (j->q4k_rp) {
+      mkc_q4K_rows(j->w, j->wrow, r0, r1, j->act, j->arow, j->T, j->K, j->y, (size_t)j->N);
     } else {
       rows_times_tokens(j->o, j->w, j->wrow, r0, r1, j->act, j->arow, j->T, j->K, j->y, (size_t)j->N);
     }
@@ -122,15 +146,17 @@ static void convert_rows(const mk_type_ops *o, const float *x, int T, int K, uin
 void mk_matmul(float *y, const float *x, const uint8_t *w, int type, int T, int N, int K, int nth) {
   const mk_type_ops *o = mk_ops(type, use_simd);
   const size_t arow = mk_row_bytes(o->vec_dot_type, K);
+  const int q4k_rp = type == T_Q4_K && mkc_q4K_repacked(N);
   const uint8_t *act;
   if (o->vec_dot_type == T_F32) {
     act = (const uint8_t *)x;
   } else {
     uint8_t *buf = scratch(arow * (size_t)T);
-    convert_rows(o, x, T, K, buf, arow);
+    if (q4k_rp) mkc_quant_q8_K_rows(x, T, K, buf, arow); /* 4-row groups as ggml's repack */
+    else convert_rows(o, x, T, K, buf, arow);
     act = buf;
   }
-  matmul_job j = {o, w, act, mk_row_bytes(type, K), arow, y, T, N, K, 0, 0, 0, -1};
+  matmul_job j = {o, w, act, mk_row_bytes(type, K), arow, y, T, N, K, 0, 0, 0, -1, q4k_rp};
   if (type == T_F32) j.f32_exact = mkc_f32_sgemm(N, K, T);
   j.chunk = row_chunk(N, T, nth);
   j.nchunks = (N + j.chunk - 1) / j.chunk;
@@ -140,6 +166,13 @@ void mk_matmul(float *y, const float *x, const uint8_t *w, int type, int T, int 
 
 /* ---- MoE FFN (tokens grouped by expert, like ggml mul_mat_id) --------------------------- */
 
+/*
+ * One pool run per call. The phases gate/up → quantize h → down → combine are ordered by counters
+ * instead of pool barriers: the thread that finishes the last gate/up item of an expert converts
+ * that expert's h rows and marks it ready; a down item waits only for its own expert (normally
+ * long done, items run in expert order); combine starts once every down item is done. Each value
+ * is computed by the same function on the same inputs as before, so results do not change.
+ */
 typedef struct {
   const mk_moe_args *a;
   const mk_type_ops *og, *ou, *od;
@@ -151,93 +184,114 @@ typedef struct {
   float *h;                         /* [S, F] silu(gate)·up */
   uint8_t *hq;                      /* [S, h_arow] h converted for down */
   float *ye;                        /* [S, D] expert outputs */
-  int *item_e, *item_r0;            /* work items: (expert, first row) */
-  int nitems, rows_per_item, S;
-  _Atomic int next;
+  int *gu_e, *gu_r0, *dn_e, *dn_r0; /* work items: (expert, first row) */
+  int n_gu, n_dn, gu_rows, dn_rows, S, n_comb;
+  _Atomic int *gu_left;             /* [E] gate/up items not yet finished */
+  _Atomic int *h_ready;             /* [E] h of the expert converted */
+  _Atomic int next_gu, next_dn, next_comb, dn_left;
 } moe_job;
 
-static void moe_gate_up_task(void *vp, int ith, int nth) {
-  (void)ith; (void)nth;
-  moe_job *j = vp;
+/* Spin briefly, then yield: the machine may be oversubscribed and the producer descheduled. */
+static void wait_flag(_Atomic int *p, int want) {
+  int spins = 0;
+  while (atomic_load_explicit(p, memory_order_acquire) != want) {
+    if (++spins < 2000) mk_cpu_relax();
+    else sched_yield();
+  }
+}
+
+static void moe_gate_up_item(moe_job *j, int it) {
   const mk_moe_args *a = j->a;
   const size_t g_exp = j->g_row * (size_t)a->F, u_exp = j->u_row * (size_t)a->F;
   float sg[MK_TILE], su[MK_TILE];
-  for (int it; (it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->nitems;) {
-    const int e = j->item_e[it], r0 = j->item_r0[it], r1 = imin(a->F, r0 + j->rows_per_item);
-    const uint8_t *gw = a->gate + (size_t)e * g_exp, *uw = a->up + (size_t)e * u_exp;
-    const int s0 = j->offset[e], s1 = s0 + j->count[e];
-    for (int t0 = s0; t0 < s1; t0 += MK_TILE) {
-      const int nt = imin(MK_TILE, s1 - t0);
-      for (int r = r0; r < r1; r++) {
-        j->og->dot(a->D, gw + (size_t)r * j->g_row, j->xg + (size_t)t0 * j->g_arow, j->g_arow, nt, sg);
-        j->ou->dot(a->D, uw + (size_t)r * j->u_row, j->xu + (size_t)t0 * j->u_arow, j->u_arow, nt, su);
-        for (int t = 0; t < nt; t++) {
-          const float g = sg[t];
-          j->h[(size_t)(t0 + t) * a->F + r] = mkc_swiglu(g, su[t], r, a->F); /* ggml_vec_swiglu_f32 */
-        }
+  const int e = j->gu_e[it], r0 = j->gu_r0[it], r1 = imin(a->F, r0 + j->gu_rows);
+  const uint8_t *gw = a->gate + (size_t)e * g_exp, *uw = a->up + (size_t)e * u_exp;
+  const int s0 = j->offset[e], s1 = s0 + j->count[e];
+  for (int t0 = s0; t0 < s1; t0 += MK_TILE) {
+    const int nt = imin(MK_TILE, s1 - t0);
+    if (j->og->dot_tile && j->ou->dot_tile) {
+      float tg[MK_TILE * MK_TILE_ROWS], tu[MK_TILE * MK_TILE_ROWS];
+      for (int r = r0; r < r1; r += MK_TILE_ROWS) {
+        const int nr = imin(MK_TILE_ROWS, r1 - r);
+        j->og->dot_tile(a->D, gw + (size_t)r * j->g_row, j->g_row, nr, j->xg + (size_t)t0 * j->g_arow, j->g_arow, nt, tg, MK_TILE_ROWS);
+        j->ou->dot_tile(a->D, uw + (size_t)r * j->u_row, j->u_row, nr, j->xu + (size_t)t0 * j->u_arow, j->u_arow, nt, tu, MK_TILE_ROWS);
+        for (int t = 0; t < nt; t++)
+          for (int i = 0; i < nr; i++)
+            j->h[(size_t)(t0 + t) * a->F + r + i] = mkc_swiglu(tg[t * MK_TILE_ROWS + i], tu[t * MK_TILE_ROWS + i], r + i, a->F);
+      }
+      continue;
+    }
+    for (int r = r0; r < r1; r++) {
+      j->og->dot(a->D, gw + (size_t)r * j->g_row, j->xg + (size_t)t0 * j->g_arow, j->g_arow, nt, sg);
+      j->ou->dot(a->D, uw + (size_t)r * j->u_row, j->xu + (size_t)t0 * j->u_arow, j->u_arow, nt, su);
+      for (int t = 0; t < nt; t++) {
+        const float g = sg[t];
+        j->h[(size_t)(t0 + t) * a->F + r] = mkc_swiglu(g, su[t], r, a->F); /* ggml_vec_swiglu_f32 */
       }
     }
   }
+  if (atomic_fetch_sub_explicit(&j->gu_left[e], 1, memory_order_acq_rel) == 1) {
+    const int F = a->F;
+    for (int s = s0; s < s1; s++) j->od->quant_act(j->h + (size_t)s * F, j->hq + (size_t)s * j->h_arow, F);
+    atomic_store_explicit(&j->h_ready[e], 1, memory_order_release);
+  }
 }
 
-static void moe_quant_h_task(void *vp, int ith, int nth) {
-  moe_job *j = vp;
-  const int F = j->a->F;
-  for (int s = ith; s < j->S; s += nth) j->od->quant_act(j->h + (size_t)s * F, j->hq + (size_t)s * j->h_arow, F);
-}
-
-static void moe_down_task(void *vp, int ith, int nth) {
-  (void)ith; (void)nth;
-  moe_job *j = vp;
+static void moe_down_item(moe_job *j, int it) {
   const mk_moe_args *a = j->a;
   const size_t d_exp = j->d_row * (size_t)a->D;
-  for (int it; (it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->nitems;) {
-    const int e = j->item_e[it], r0 = j->item_r0[it], r1 = imin(a->D, r0 + j->rows_per_item);
-    const int s0 = j->offset[e];
-    rows_times_tokens(j->od, a->down + (size_t)e * d_exp, j->d_row, r0, r1, j->hq + (size_t)s0 * j->h_arow,
-                      j->h_arow, j->count[e], a->F, j->ye + (size_t)s0 * a->D, (size_t)a->D);
-  }
+  const int e = j->dn_e[it], r0 = j->dn_r0[it], r1 = imin(a->D, r0 + j->dn_rows);
+  const int s0 = j->offset[e];
+  wait_flag(&j->h_ready[e], 1);
+  rows_times_tokens(j->od, a->down + (size_t)e * d_exp, j->d_row, r0, r1, j->hq + (size_t)s0 * j->h_arow,
+                    j->h_arow, j->count[e], a->F, j->ye + (size_t)s0 * a->D, (size_t)a->D);
+  atomic_fetch_sub_explicit(&j->dn_left, 1, memory_order_acq_rel);
 }
 
 /* out[t] = Σ_j w[t,j]·y_j in slot order: ggml_mul by the weights, then a chain of ggml_add. */
-static void moe_combine_task(void *vp, int ith, int nth) {
-  moe_job *j = vp;
+static void moe_combine_part(moe_job *j, int it) {
   const mk_moe_args *a = j->a;
   const int D = a->D;
   const int parts = (D + 255) / 256;
-  for (int it = ith; it < a->T * parts; it += nth) {
-    const int t = it / parts, d0 = (it % parts) * 256, d1 = imin(D, d0 + 256);
-    float *o = a->out + (size_t)t * D;
-    int first = 1;
-    for (int k = 0; k < a->K; k++) {
-      const int s = j->slot_of[t * a->K + k];
-      if (s < 0) continue;
-      const float wk = a->weights[t * a->K + k];
-      const float *y = j->ye + (size_t)s * D;
-      if (first) {
-        for (int d = d0; d < d1; d++) o[d] = wk * y[d];
-        first = 0;
-      } else {
-        for (int d = d0; d < d1; d++) o[d] += wk * y[d];
-      }
+  const int t = it / parts, d0 = (it % parts) * 256, d1 = imin(D, d0 + 256);
+  float *o = a->out + (size_t)t * D;
+  int first = 1;
+  for (int k = 0; k < a->K; k++) {
+    const int s = j->slot_of[t * a->K + k];
+    if (s < 0) continue;
+    const float wk = a->weights[t * a->K + k];
+    const float *y = j->ye + (size_t)s * D;
+    if (first) {
+      for (int d = d0; d < d1; d++) o[d] = wk * y[d];
+      first = 0;
+    } else {
+      for (int d = d0; d < d1; d++) o[d] += wk * y[d];
     }
-    if (first) memset(o + d0, 0, sizeof(float) * (size_t)(d1 - d0));
   }
+  if (first) memset(o + d0, 0, sizeof(float) * (size_t)(d1 - d0));
 }
 
-static void build_items(moe_job *j, int rows, int rows_per_item) {
+static void moe_task(void *vp, int ith, int nth) {
+  (void)ith; (void)nth;
+  moe_job *j = vp;
+  for (int it; (it = atomic_fetch_add_explicit(&j->next_gu, 1, memory_order_relaxed)) < j->n_gu;) moe_gate_up_item(j, it);
+  for (int it; (it = atomic_fetch_add_explicit(&j->next_dn, 1, memory_order_relaxed)) < j->n_dn;) moe_down_item(j, it);
+  wait_flag(&j->dn_left, 0);
+  for (int it; (it = atomic_fetch_add_explicit(&j->next_comb, 1, memory_order_relaxed)) < j->n_comb;) moe_combine_part(j, it);
+}
+
+static int build_items(const moe_job *j, int rows, int rows_per_item, int *item_e, int *item_r0) {
   const mk_moe_args *a = j->a;
-  j->nitems = 0;
-  j->rows_per_item = rows_per_item;
+  int n = 0;
   for (int e = 0; e < a->E; e++) {
     if (j->count[e] == 0) continue;
     for (int r = 0; r < rows; r += rows_per_item) {
-      j->item_e[j->nitems] = e;
-      j->item_r0[j->nitems] = r;
-      j->nitems++;
+      item_e[n] = e;
+      item_r0[n] = r;
+      n++;
     }
   }
-  atomic_store(&j->next, 0);
+  return n;
 }
 
 static int moe_rows_per_item(int rows, int nactive, int S, int nth) {
@@ -250,13 +304,23 @@ static int moe_rows_per_item(int rows, int nactive, int S, int nth) {
   return 16;
 }
 
+/* The kernels of one expert weight type; Q4_K with rows % 8 == 0 as llama.cpp's repacked gemv. */
+static const mk_type_ops *q4k_rp_ops(int type, int rows) {
+  static mk_type_ops q4k_gemv;
+  if (type != T_Q4_K || !mkc_q4K_repacked(rows)) return mk_ops(type, use_simd);
+  q4k_gemv = *mk_ops(type, use_simd);
+  q4k_gemv.dot = mkc_dot_q4K_gemv;
+  q4k_gemv.dot_tile = NULL;
+  return &q4k_gemv;
+}
+
 void mk_moe_ffn(const mk_moe_args *a, int nth) {
   moe_job j;
   memset(&j, 0, sizeof j);
   j.a = a;
-  j.og = mk_ops(a->gate_type, use_simd);
-  j.ou = mk_ops(a->up_type, use_simd);
-  j.od = mk_ops(a->down_type, use_simd);
+  j.og = q4k_rp_ops(a->gate_type, a->F);
+  j.ou = q4k_rp_ops(a->up_type, a->F);
+  j.od = q4k_rp_ops(a->down_type, a->D);
   j.g_row = mk_row_bytes(a->gate_type, a->D);
   j.u_row = mk_row_bytes(a->up_type, a->D);
   j.d_row = mk_row_bytes(a->down_type, a->F);
@@ -267,11 +331,12 @@ void mk_moe_ffn(const mk_moe_args *a, int nth) {
   const int same_act = j.og->vec_dot_type == j.ou->vec_dot_type;
 
   /* sizes */
-  const size_t n_items_max = (size_t)a->E * (size_t)((a->F > a->D ? a->F : a->D) / 16 + 1);
+  const size_t n_gu_max = (size_t)a->E * (size_t)(a->F / 16 + 1), n_dn_max = (size_t)a->E * (size_t)(a->D / 16 + 1);
   size_t off = 0;
   const size_t o_count = off; off += align64(sizeof(int) * (size_t)a->E * 2);
+  const size_t o_flags = off; off += align64(sizeof(_Atomic int) * (size_t)a->E * 2);
   const size_t o_slot = off; off += align64(sizeof(int) * (size_t)TK);
-  const size_t o_items = off; off += align64(sizeof(int) * n_items_max * 2);
+  const size_t o_items = off; off += align64(sizeof(int) * (n_gu_max + n_dn_max) * 2);
   const size_t o_xt = off; off += align64(j.g_arow * (size_t)a->T) + (same_act ? 0 : align64(j.u_arow * (size_t)a->T));
   const size_t o_xg = off; off += align64(j.g_arow * (size_t)TK) + (same_act ? 0 : align64(j.u_arow * (size_t)TK));
   const size_t o_h = off; off += align64(sizeof(float) * (size_t)TK * a->F);
@@ -281,9 +346,13 @@ void mk_moe_ffn(const mk_moe_args *a, int nth) {
 
   j.count = (int *)(base + o_count);
   j.offset = j.count + a->E;
+  j.gu_left = (_Atomic int *)(base + o_flags);
+  j.h_ready = j.gu_left + a->E;
   j.slot_of = (int *)(base + o_slot);
-  j.item_e = (int *)(base + o_items);
-  j.item_r0 = j.item_e + n_items_max;
+  j.gu_e = (int *)(base + o_items);
+  j.gu_r0 = j.gu_e + n_gu_max;
+  j.dn_e = j.gu_r0 + n_gu_max;
+  j.dn_r0 = j.dn_e + n_dn_max;
   uint8_t *xt_g = base + o_xt, *xt_u = same_act ? xt_g : xt_g + align64(j.g_arow * (size_t)a->T);
   uint8_t *xg = base + o_xg, *xu = same_act ? xg : xg + align64(j.g_arow * (size_t)TK);
   j.xg = xg;
@@ -322,13 +391,23 @@ void mk_moe_ffn(const mk_moe_args *a, int nth) {
   }
 
   if (j.S > 0) {
-    build_items(&j, a->F, moe_rows_per_item(a->F, nactive, j.S, nth));
-    mk_pool_run(moe_gate_up_task, &j, imin(nth, j.nitems));
-    mk_pool_run(moe_quant_h_task, &j, imin(nth, j.S));
-    build_items(&j, a->D, moe_rows_per_item(a->D, nactive, j.S, nth));
-    mk_pool_run(moe_down_task, &j, imin(nth, j.nitems));
+    j.gu_rows = moe_rows_per_item(a->F, nactive, j.S, nth);
+    j.dn_rows = moe_rows_per_item(a->D, nactive, j.S, nth);
+    j.n_gu = build_items(&j, a->F, j.gu_rows, j.gu_e, j.gu_r0);
+    j.n_dn = build_items(&j, a->D, j.dn_rows, j.dn_e, j.dn_r0);
+    const int per_e = (a->F + j.gu_rows - 1) / j.gu_rows;
+    for (int e = 0; e < a->E; e++) {
+      atomic_init(&j.gu_left[e], j.count[e] ? per_e : 0);
+      atomic_init(&j.h_ready[e], 0);
+    }
   }
-  mk_pool_run(moe_combine_task, &j, imin(nth, a->T * ((a->D + 255) / 256)));
+  j.n_comb = a->T * ((a->D + 255) / 256);
+  atomic_init(&j.next_gu, 0);
+  atomic_init(&j.next_dn, 0);
+  atomic_init(&j.next_comb, 0);
+  atomic_init(&j.dn_left, j.n_dn);
+  int n = j.n_gu > j.n_comb ? j.n_gu : j.n_comb;
+  mk_pool_run(moe_task, &j, imin(nth, n));
 }
 
 /* ---- attention ------------------------------------------------------------------------- */

@@ -6,8 +6,10 @@
 #include <stdint.h>
 
 void mk_ops_init(void);
-void mk_set_simd(int on); /* on is honoured only if the CPU has AVX2+FMA+F16C */
+void mk_set_simd(int on); /* 0 scalar, 1 best available, 2 AVX2 only; needs AVX2+FMA+F16C */
 int mk_simd_active(void);
+int mk_simd_level(void);  /* 0 scalar, 1 AVX2, 2 AVX-512 */
+int mk_has_avx512(void); /* AVX-512 F/VL/BW/VNNI kernels usable (and not disabled by MOEKIT_NO_AVX512) */
 
 /* y[T, N] = x[T, K] · w[N, K]ᵀ */
 void mk_matmul(float *y, const float *x, const uint8_t *w, int type, int T, int N, int K, int nth);

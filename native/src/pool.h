@@ -6,6 +6,13 @@
 #ifndef MOEKIT_POOL_H
 #define MOEKIT_POOL_H
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+static inline void mk_cpu_relax(void) { _mm_pause(); }
+#else
+static inline void mk_cpu_relax(void) {}
+#endif
+
 typedef void (*mk_task_fn)(void *arg, int ith, int nth);
 
 /* Ensure the pool has exactly n threads in total (n - 1 workers). Returns the thread count. */

@@ -14,7 +14,9 @@
  */
 import type { AttentionArgs, Backend, GetRowsArgs, MatmulArgs, MoeFfnArgs } from './backend.js';
 import { GGMLType, rowBytes } from '../tensor.js';
-import { dequantize, quantizeActivations, vecDotAt, vecDotTypeOf } from '../formats/quants.js';
+import {
+  dequantize, dotQ4KRepackAt, gemmRows, q4KRepacked, quantizeActivations, quantizeActivationsQ8KRepack, vecDotAt, vecDotTypeOf,
+} from '../formats/quants.js';
 import { f16ToF32, f32ToF16 } from '../formats/half.js';
 import { dotF16, dotF32, f32UsesSgemm, fma32, ggmlSoftMaxExp, ggmlSwiglu } from './ggml-math.js';
 
@@ -31,9 +33,16 @@ function assert(cond: boolean, msg: string): asserts cond {
  */
 function matmulRows(
   wType: GGMLType, w: Uint8Array, wOff: number, N: number, K: number,
-  xq: Uint8Array, xStride: number, T: number, y: Float32Array, yOff: number,
+  xq: Uint8Array, xStride: number, T: number, y: Float32Array, yOff: number, gemmT = 0,
 ): void {
   const wStride = rowBytes(wType, K);
+  if (wType === GGMLType.Q4_K && q4KRepacked(N)) {
+    // llama.cpp's repacked Q4_K kernels (see quants.ts q4KRepacked): rows t < gemmT via gemm
+    for (let t = 0; t < T; t++) {
+      for (let n = 0; n < N; n++) y[yOff + t * N + n] = dotQ4KRepackAt(w, wOff + n * wStride, xq, t * xStride, K, t < gemmT);
+    }
+    return;
+  }
   if (wType === GGMLType.F32) {
     // ggml_vec_dot_f32 (mul_mat_id never goes through tinyBLAS)
     const wf = dequantize(GGMLType.F32, w.subarray(wOff, wOff + N * wStride), N * K);
@@ -65,9 +74,11 @@ export class ReferenceBackend implements Backend {
       return;
     }
     // 1. activations -> the weight's vec-dot type (f16 / bf16 / Q8_0 / Q8_K blocks), as ggml does
-    const xq = quantizeActivations(w.type, x, T, K);
+    //    (repacked Q4_K: rows of 4-row gemm groups are quantized by ggml_quantize_mat_q8_K_4x8)
+    const repack = w.type === GGMLType.Q4_K && q4KRepacked(N);
+    const xq = repack ? quantizeActivationsQ8KRepack(x, T, K) : quantizeActivations(w.type, x, T, K);
     // 2. one vec-dot per output element
-    matmulRows(w.type, w.data, 0, N, K, xq, rowBytes(vecDotTypeOf(w.type), K), T, y, 0);
+    matmulRows(w.type, w.data, 0, N, K, xq, rowBytes(vecDotTypeOf(w.type), K), T, y, 0, repack ? gemmRows(T) : 0);
   }
 
   /**

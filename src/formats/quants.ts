@@ -499,12 +499,20 @@ function quantizeQ6KBlock(x: Float32Array, xo: number, y: Uint8Array, yo: number
   }
 }
 
-/** quantize_row_q8_K_ref: d = max/-127 (max = signed value of largest magnitude), plus bsums. */
-function quantizeQ8KBlock(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
+/**
+ * quantize_row_q8_K_ref: d = max/-127 (max = signed value of largest magnitude), plus bsums.
+ * `preferPositive`: ggml_quantize_mat_q8_K_4x8 (x86, the 4-row form used by the repacked Q4_K
+ * gemm), which differs only in a tie: when both +amax and -amax occur it takes max = +amax, where
+ * the reference takes the first occurrence.
+ */
+function quantizeQ8KBlock(x: Float32Array, xo: number, y: Uint8Array, yo: number, preferPositive = false): void {
   let max = 0, amax = 0;
   for (let j = 0; j < QK_K; j++) {
     const ax = Math.abs(x[xo + j]);
     if (ax > amax) { amax = ax; max = x[xo + j]; }
+  }
+  if (preferPositive && max < 0) {
+    for (let j = 0; j < QK_K; j++) if (x[xo + j] === amax) { max = amax; break; }
   }
   if (!amax) {
     y.fill(0, yo, yo + 292); // ggml leaves bsums unset here; zero is their true value
@@ -545,6 +553,73 @@ export function quantizeActivations(wType: GGMLType, x: Float32Array, T: number,
   const out = new Uint8Array(T * stride);
   for (let t = 0; t < T; t++) quantize(vt, x.subarray(t * K, (t + 1) * K), out.subarray(t * stride, (t + 1) * stride));
   return out;
+}
+
+/**
+ * x86 ggml-cpu repacks every Q4_K weight with a row count N % 8 == 0 into block_q4_Kx8 and runs
+ * the repack kernels (ggml-cpu/repack.cpp, arch/x86/repack.cpp) instead of ggml_vec_dot_q4_K_q8_K.
+ * Their integer sums are exact; only the f32 accumulation order differs:
+ *  - gemv (ggml_gemv_q4_K_8x8_q8_K; 1–3 activation rows, the rows after the last multiple of 4,
+ *    and every mul_mat_id): per 256-block, acc = fma(f32(Σ_s sc_s·(q·y)_s), d_w·d_x, acc) and
+ *    accm = fma(f32(Σ_s m_s·bsum_s), dmin_w·d_x, accm);
+ *  - gemm (ggml_gemm_q4_K_8x8_q8_K; groups of 4 activation rows when a mul_mat has ≥ 4): the same
+ *    two FMAs once per pair of 32-element sub-blocks (s = 2p, 2p+1), 4 per block;
+ * result acc − accm.
+ */
+export function q4KRepacked(N: number): boolean {
+  return N % 8 === 0;
+}
+
+/** Activation rows [T, K] → Q8_K as llama.cpp's repacked mul_mat quantizes them (see q4KRepacked). */
+export function quantizeActivationsQ8KRepack(x: Float32Array, T: number, K: number): Uint8Array {
+  const stride = rowBytes(GGMLType.Q8_K, K);
+  const out = new Uint8Array(T * stride);
+  const tg = gemmRows(T);
+  for (let t = 0; t < T; t++)
+    for (let ib = 0; ib < K / QK_K; ib++) quantizeQ8KBlock(x, t * K + ib * QK_K, out, t * stride + ib * 292, t < tg);
+  return out;
+}
+
+/** Rows [0, gemmRows(T)) of a repacked mul_mat go through gemm, the rest through gemv. */
+export function gemmRows(T: number): number {
+  return T > 3 ? T - (T % 4) : 0;
+}
+
+/** One Q4_K row · one Q8_K row with the repack kernels' order; `gemm` picks the per-pair form. */
+export function dotQ4KRepackAt(w: Uint8Array, wo: number, x: Uint8Array, xo: number, n: number, gemm: boolean): number {
+  let acc = 0, accm = 0;
+  for (let i = 0; i < n / QK_K; i++) {
+    const a = wo + 144 * i, b = xo + 292 * i;
+    const dx = rdF32(x, b);
+    const d = F(rdF16(w, a) * dx);
+    const dm = F(rdF16(w, a + 2) * dx);
+    let ib = 0, im = 0;
+    for (let p = 0; p < 4; p++) {
+      let ip = 0, mp = 0;
+      for (let h = 0; h < 2; h++) {
+        const s = 2 * p + h;
+        const [sc, m] = scaleMinK4(s, w, a + 4);
+        let dot = 0;
+        const q = a + 16 + 32 * p, y = b + 4 + 32 * s;
+        if (h === 0) for (let l = 0; l < 32; l++) dot += (w[q + l] & 0xf) * rdI8(x, y + l);
+        else for (let l = 0; l < 32; l++) dot += (w[q + l] >> 4) * rdI8(x, y + l);
+        ip += sc * dot;
+        mp += m * (rdI16(x, b + 260 + 4 * s) + rdI16(x, b + 262 + 4 * s));
+      }
+      if (gemm) {
+        acc = F(F(ip) * d + acc);
+        accm = F(F(mp) * dm + accm);
+      } else {
+        ib += ip;
+        im += mp;
+      }
+    }
+    if (!gemm) {
+      acc = F(F(ib) * d + acc);
+      accm = F(F(im) * dm + accm);
+    }
+  }
+  return F(acc - accm);
 }
 
 export function vecDot(wType: GGMLType, wRow: Uint8Array, xq: Uint8Array, n: number): number {
