@@ -174,7 +174,8 @@ test('moeFfn: native == reference, E=8, K=2, T in {1, 33}, with unused slots', {
 });
 
 test('AVX-512 (VNNI) kernels are bit-identical to the AVX2 kernels: matmul and moeFfn', { skip }, () => {
-  const a = loadAddon() as ReturnType<typeof loadAddon> & { setSimd(on: boolean | number): boolean; cpuFeatures(): { avx512?: boolean; simdLevel?: number } };
+  // the addon also takes a number (0 scalar, 1 best, 2 AVX2 only) and reports avx512 / simdLevel
+  const a = loadAddon() as unknown as { setSimd(on: boolean | number): boolean; cpuFeatures(): { simd: boolean; avx512?: boolean; simdLevel?: number } };
   if (!a.cpuFeatures().avx512) return; // CPU without AVX-512 F/VL/BW/VNNI (or MOEKIT_NO_AVX512 set)
   const prev = a.cpuFeatures().simd;
   // 1 = best (AVX-512 here), 2 = AVX2 only

@@ -111,8 +111,10 @@ typedef void (*mk_dequant_fn)(const void *w, float *y, int n);
 
 /* The most weight rows a tile kernel handles in one pass. */
 #define MK_TILE_ROWS 4
+/* The most tokens a tile kernel handles in one pass. */
+#define MK_TILE_TOKENS 8
 /*
- * tile: s[t*s_stride + r] = w_r · act_t for r < nr, t < nt (1 <= nr <= MK_TILE_ROWS, 1 <= nt <= MK_TILE),
+ * tile: s[t*s_stride + r] = w_r · act_t for r < nr, t < nt (1 <= nr <= MK_TILE_ROWS, 1 <= nt <= MK_TILE_TOKENS),
  * w_r = w + r*w_stride bytes; the same per-(row, token) numerics as dot.
  */
 typedef void (*mk_tile_fn)(int n, const void *w, size_t w_stride, int nr, const void *act, size_t act_stride,

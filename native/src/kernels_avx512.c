@@ -5,7 +5,7 @@
  * 8 int32 lanes each summing 4 adjacent products, one f32 FMA of (d_w·d_x) into a per-(row, token)
  * accumulator, one horizontal sum at the end. Results are bit-identical to kernels_avx2.c.
  *
- * Q8_0 tile kernel: up to 4 weight rows × 4 activation rows per pass. Signed × signed via
+ * Q8_0 tile kernel: up to 4 weight rows × 8 activation rows per pass. Signed × signed via
  * vpdpbusd (unsigned × signed): with x' = x + 128 (x ^ 0x80, in [0, 255]),
  *   Σ x'·w = Σ x·w + 128·Σ w, so the accumulator starts at −128·Σ w (per 4-byte lane, computed
  * once per weight block by vpdpbusd(1, w)) and one vpdpbusd per (row, token) gives Σ x·w exactly.
@@ -83,14 +83,14 @@ static AI TGT5 void tile_q8_0_impl(int n, const void *vw, size_t w_stride, const
 static AI TGT5 void tile2_q8_0_impl(int n, const void *vw, size_t w_stride, const void *act, size_t act_stride,
                                     float *s, size_t s_stride, const int NR, const int NT) {
   const int NP = (NT + 1) / 2;
-  __m512 acc[4][2];
+  __m512 acc[4][4];
   for (int r = 0; r < NR; r++)
     for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
   const __m512i flip = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
   const int nb = n / QK8_0;
   for (int i = 0; i < nb; i++) {
-    __m512i xq[2];
-    __m512 dx[2];
+    __m512i xq[4];
+    __m512 dx[4];
     for (int p = 0; p < NP; p++) {
       const int t0 = 2 * p, t1 = 2 * p + 1 < NT ? 2 * p + 1 : t0;
       const block_q8_0 *x0 = (const block_q8_0 *)((const char *)act + (size_t)t0 * act_stride) + i;
@@ -121,18 +121,17 @@ static AI TGT5 void tile2_q8_0_impl(int n, const void *vw, size_t w_stride, cons
 }
 
 #define TILE_CASE(R, T)                                                                   \
-  case (R) * 8 + (T):                                                                     \
+  case (R) * 16 + (T):                                                                    \
     if ((T) == 1) tile_q8_0_impl(n, w, w_stride, act, act_stride, s, s_stride, R, T);       \
     else tile2_q8_0_impl(n, w, w_stride, act, act_stride, s, s_stride, R, T);               \
     break;
+#define TILE_ROW(R) TILE_CASE(R, 1) TILE_CASE(R, 2) TILE_CASE(R, 3) TILE_CASE(R, 4) \
+                    TILE_CASE(R, 5) TILE_CASE(R, 6) TILE_CASE(R, 7) TILE_CASE(R, 8)
 
 static TGT5 void tile_q8_0(int n, const void *w, size_t w_stride, int nr, const void *act, size_t act_stride,
                            int nt, float *s, size_t s_stride) {
-  switch (nr * 8 + nt) {
-    TILE_CASE(1, 1) TILE_CASE(1, 2) TILE_CASE(1, 3) TILE_CASE(1, 4)
-    TILE_CASE(2, 1) TILE_CASE(2, 2) TILE_CASE(2, 3) TILE_CASE(2, 4)
-    TILE_CASE(3, 1) TILE_CASE(3, 2) TILE_CASE(3, 3) TILE_CASE(3, 4)
-    TILE_CASE(4, 1) TILE_CASE(4, 2) TILE_CASE(4, 3) TILE_CASE(4, 4)
+  switch (nr * 16 + nt) {
+    TILE_ROW(1) TILE_ROW(2) TILE_ROW(3) TILE_ROW(4)
     default: break;
   }
 }

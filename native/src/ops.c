@@ -81,9 +81,10 @@ static int imin(int a, int b) { return a < b ? a : b; }
  */
 static void rows_times_tokens(const mk_type_ops *o, const uint8_t *w, size_t wrow, int r0, int r1,
                               const uint8_t *act, size_t arow, int T, int K, float *y, size_t ystride) {
-  float s[MK_TILE * MK_TILE_ROWS];
-  for (int t0 = 0; t0 < T; t0 += MK_TILE) {
-    const int nt = imin(MK_TILE, T - t0);
+  float s[MK_TILE_TOKENS * MK_TILE_ROWS];
+  const int tw = o->dot_tile ? MK_TILE_TOKENS : MK_TILE;
+  for (int t0 = 0; t0 < T; t0 += tw) {
+    const int nt = imin(tw, T - t0);
     const uint8_t *a = act + (size_t)t0 * arow;
     if (o->dot_tile) {
       for (int r = r0; r < r1; r += MK_TILE_ROWS) {
@@ -207,10 +208,11 @@ static void moe_gate_up_item(moe_job *j, int it) {
   const int e = j->gu_e[it], r0 = j->gu_r0[it], r1 = imin(a->F, r0 + j->gu_rows);
   const uint8_t *gw = a->gate + (size_t)e * g_exp, *uw = a->up + (size_t)e * u_exp;
   const int s0 = j->offset[e], s1 = s0 + j->count[e];
-  for (int t0 = s0; t0 < s1; t0 += MK_TILE) {
-    const int nt = imin(MK_TILE, s1 - t0);
+  const int tw = j->og->dot_tile && j->ou->dot_tile ? MK_TILE_TOKENS : MK_TILE;
+  for (int t0 = s0; t0 < s1; t0 += tw) {
+    const int nt = imin(tw, s1 - t0);
     if (j->og->dot_tile && j->ou->dot_tile) {
-      float tg[MK_TILE * MK_TILE_ROWS], tu[MK_TILE * MK_TILE_ROWS];
+      float tg[MK_TILE_TOKENS * MK_TILE_ROWS], tu[MK_TILE_TOKENS * MK_TILE_ROWS];
       for (int r = r0; r < r1; r += MK_TILE_ROWS) {
         const int nr = imin(MK_TILE_ROWS, r1 - r);
         j->og->dot_tile(a->D, gw + (size_t)r * j->g_row, j->g_row, nr, j->xg + (size_t)t0 * j->g_arow, j->g_arow, nt, tg, MK_TILE_ROWS);
