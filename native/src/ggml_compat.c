@@ -15,6 +15,15 @@
 #include "common.h"
 #include "ggml_compat.h"
 
+
+/* The f32 emulation calls fmaf() a lot; on FMA CPUs let GCC clone these functions with the fma target
+ * so fmaf() becomes one instruction (same result, picked at load time through an ifunc). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MKC_FMA_CLONES __attribute__((target_clones("fma", "default")))
+#else
+#define MKC_FMA_CLONES
+#endif
+
 int mkc_lanes = 8;
 
 void mkc_init(void) {
@@ -43,7 +52,7 @@ static uint32_t to_bits(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
 #define P4_ 0x1.ffffecp-1f
 
 /* one lane of ggml_v_expf */
-float mkc_vexpf(float x) {
+MKC_FMA_CLONES float mkc_vexpf(float x) {
   const float z = fmaf(x, LOG2E_, R_);
   const float n = z - R_;
   const float b = fmaf(-n, LN2LO_, fmaf(-n, LN2HI_, x));
@@ -78,7 +87,7 @@ static float reduce_lanes(const float *v) {
 }
 
 /* ggml_vec_soft_max_f32: y = exp(x - max), returns Σ y in double */
-double mkc_softmax_exp(int n, float *y, const float *x, float max) {
+MKC_FMA_CLONES double mkc_softmax_exp(int n, float *y, const float *x, float max) {
   const int L = mkc_lanes;
   double sum = 0;
   int i = 0;
@@ -95,7 +104,7 @@ double mkc_softmax_exp(int n, float *y, const float *x, float max) {
 }
 
 /* ggml_vec_swiglu_f32 element i of n: silu(x)·g, vectorised expf for full registers, libm for the tail */
-float mkc_swiglu(float x, float g, int i, int n) {
+MKC_FMA_CLONES float mkc_swiglu(float x, float g, int i, int n) {
   const int simd = n - n % mkc_lanes;
   const float e = i < simd ? mkc_vexpf(-x) : expf(-x);
   return (x / (1.0f + e)) * g;
@@ -116,7 +125,7 @@ static double fold4(float *acc) {
 }
 
 /* F32 row · F32 activations, as llama.cpp: tinyBLAS lanes for batches, else ggml_vec_dot_f32 */
-float mkc_dot_f32(const float *w, const float *x, int K, int sgemm) {
+MKC_FMA_CLONES float mkc_dot_f32(const float *w, const float *x, int K, int sgemm) {
   const int L = mkc_lanes;
   float acc[64] = {0};
   if (sgemm) {
@@ -135,7 +144,7 @@ float mkc_dot_f32(const float *w, const float *x, int K, int sgemm) {
 int mkc_f32_sgemm(int N, int K, int T) { return T >= 2 && K % mkc_lanes == 0 && N % 4 == 0; }
 
 /* ggml_vec_dot_f16 of two f16 rows (q already rounded to f16) */
-static float dot_f16(const uint16_t *a, const uint16_t *b, int n) {
+MKC_FMA_CLONES static float dot_f16(const uint16_t *a, const uint16_t *b, int n) {
   const int L = mkc_lanes, step = 4 * L, np = n - n % step;
   float acc[64] = {0};
   for (int i = 0; i < np; i += step)
@@ -148,7 +157,7 @@ static float dot_f16(const uint16_t *a, const uint16_t *b, int n) {
 static float round16(float x) { return f16_to_f32(f32_to_f16(x)); }
 
 /* one (token, head) row of ggml's one-chunk flash attention (T < 64) */
-void mkc_attn_one_chunk(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
+MKC_FMA_CLONES void mkc_attn_one_chunk(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
                         int Dh, float scale, float *acc, uint16_t *q16) {
   for (int d = 0; d < Dh; d++) q16[d] = f32_to_f16(q[d]);
   memset(acc, 0, sizeof(float) * (size_t)Dh);
@@ -173,7 +182,7 @@ void mkc_attn_one_chunk(float *out, const float *q, const uint16_t *k, const uin
 }
 
 /* one (token, head) row of ggml's tiled flash attention (T >= 64): all f32, KV tiles of 64 */
-void mkc_attn_tiled(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
+MKC_FMA_CLONES void mkc_attn_tiled(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
                     int Dh, float scale, float *acc) {
   float p[64];
   memset(acc, 0, sizeof(float) * (size_t)Dh);
