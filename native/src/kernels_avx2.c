@@ -306,59 +306,9 @@ int mk_avx2_fill(int type, mk_type_ops *o) {
   }
 }
 
-/* ---- attention helpers ----------------------------------------------------------------- */
-
-TGT float mk_avx2_dot_f16(int n, const uint16_t *a, const uint16_t *b) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    acc0 = _mm256_fmadd_ps(load_f16x8(a + i), load_f16x8(b + i), acc0);
-    acc1 = _mm256_fmadd_ps(load_f16x8(a + i + 8), load_f16x8(b + i + 8), acc1);
-  }
-  float r = hsum_ps(_mm256_add_ps(acc0, acc1));
-  for (; i < n; i++) r += f16_to_f32(a[i]) * f16_to_f32(b[i]);
-  return r;
-}
-
-/* y += alpha · v (v f16) */
-TGT void mk_avx2_axpy_f16(int n, float alpha, const uint16_t *v, float *y) {
-  const __m256 a = _mm256_set1_ps(alpha);
-  int i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, load_f16x8(v + i), _mm256_loadu_ps(y + i)));
-  for (; i < n; i++) y[i] += alpha * f16_to_f32(v[i]);
-}
-
-/* q (f32) · k (f16) */
-TGT float mk_avx2_dot_f32_f16(int n, const float *q, const uint16_t *k) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16x8(k + i), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load_f16x8(k + i + 8), acc1);
-  }
-  float r = hsum_ps(_mm256_add_ps(acc0, acc1));
-  for (; i < n; i++) r += q[i] * f16_to_f32(k[i]);
-  return r;
-}
-
-/* y = round_f16(y + v·alpha): ggml_vec_mad_f16 on an f16 accumulator (y holds f16 values as f32) */
-TGT void mk_avx2_mad_round16(int n, float alpha, const uint16_t *v, float *y) {
-  const __m256 a = _mm256_set1_ps(alpha);
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 r = _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(load_f16x8(v + i), a));
-    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT)));
-  }
-  for (; i < n; i++) y[i] = f16_to_f32(f32_to_f16(y[i] + f16_to_f32(v[i]) * alpha));
-}
-
 #else /* not x86-64 GCC/clang: scalar only */
 
 int mk_cpu_has_avx2(void) { return 0; }
 int mk_avx2_fill(int type, mk_type_ops *o) { (void)type; (void)o; return 0; }
-float mk_avx2_dot_f16(int n, const uint16_t *a, const uint16_t *b) { (void)n; (void)a; (void)b; return 0; }
-void mk_avx2_axpy_f16(int n, float alpha, const uint16_t *v, float *y) { (void)n; (void)alpha; (void)v; (void)y; }
-float mk_avx2_dot_f32_f16(int n, const float *q, const uint16_t *k) { (void)n; (void)q; (void)k; return 0; }
-void mk_avx2_mad_round16(int n, float alpha, const uint16_t *v, float *y) { (void)n; (void)alpha; (void)v; (void)y; }
 
 #endif

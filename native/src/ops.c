@@ -14,7 +14,6 @@
 #include "common.h"
 #include "pool.h"
 
-float mk_avx2_dot_f16(int n, const uint16_t *a, const uint16_t *b);
 
 static const int kTypes[] = {T_F32, T_F16, T_BF16, T_Q8_0, T_Q4_0, T_Q4_K, T_Q5_K, T_Q6_K};
 #define NTYPES ((int)(sizeof kTypes / sizeof kTypes[0]))
