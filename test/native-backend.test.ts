@@ -261,6 +261,53 @@ test('attention: native == reference with GQA and pos0 > 0, f16 (T < 64) and f32
   }
 });
 
+// Runs in a child per emulated ggml lane count (MOEKIT_GGML_LANES 8 = AVX2 ggml, 16 = AVX-512 ggml): the
+// SIMD attention (setSimd 1 = best, 2 = AVX2 only) against the scalar reference (setSimd 0), bit for bit.
+const ATTN_SIMD_PROBE = `
+import { loadAddon } from './src/backend/native.ts';
+import { f32ToF16 } from './src/formats/half.ts';
+const a = loadAddon();
+let s = 12345;
+const rnd = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 4294967296; };
+const randn = (n, k) => Float32Array.from({ length: n }, () => k * Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd()));
+const bad = [];
+let cases = 0;
+for (const [H, Hkv] of [[8, 2], [4, 4]])
+  for (const Dh of [32, 64, 128, 80, 20])
+    for (const T of [1, 5, 64, 70])
+      for (const [pos0, qk] of [[0, 1], [37, 4], [230, 1]]) {
+        const ctx = pos0 + T + 3, scale = 1 / Math.sqrt(Dh);
+        const q = randn(T * H * Dh, qk), kf = randn(ctx * Hkv * Dh, 1), vf = randn(ctx * Hkv * Dh, 1);
+        const k = Uint16Array.from(kf, f32ToF16), v = Uint16Array.from(vf, f32ToF16);
+        const outs = [0, 2, 1].map((mode) => {
+          a.setSimd(mode);
+          const out = new Float32Array(T * H * Dh).fill(NaN);
+          a.attention(out, q, k, v, T, pos0, H, Hkv, Dh, ctx, scale, 2);
+          return new Uint32Array(out.buffer);
+        });
+        cases++;
+        for (const [m, o] of [[2, outs[1]], [1, outs[2]]]) {
+          const i = o.findIndex((x, j) => x !== outs[0][j]);
+          if (i >= 0) bad.push({ H, Hkv, Dh, T, pos0, setSimd: m, i });
+        }
+      }
+a.setSimd(1);
+console.log(JSON.stringify({ avx2: a.cpuFeatures().avx2, cases, bad: bad.slice(0, 5), nbad: bad.length }));
+`;
+
+test('attention: SIMD == scalar bit for bit (one-chunk and tiled, GQA, pos0 > 0, ggml lanes 8 and 16)', { skip }, () => {
+  for (const lanes of ['8', '16']) {
+    const p = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', ATTN_SIMD_PROBE], {
+      env: { ...process.env, MOEKIT_GGML_LANES: lanes, MOEKIT_NO_SIMD: '' },
+      encoding: 'utf8',
+    });
+    assert.equal(p.status, 0, p.stderr);
+    const r = JSON.parse(p.stdout.trim().split('\n').pop()!) as { avx2: boolean; cases: number; bad: unknown[]; nbad: number };
+    assert.equal(r.cases, 120);
+    assert.equal(r.nbad, 0, `lanes=${lanes}: ${r.nbad} SIMD outputs differ from scalar, first ${JSON.stringify(r.bad)}`);
+  }
+});
+
 test('getRows: native == reference for every type', { skip }, () => {
   const nb = new NativeBackend({ threads: 2 });
   for (const type of TYPES) {

@@ -157,8 +157,8 @@ MKC_FMA_CLONES static float dot_f16(const uint16_t *a, const uint16_t *b, int n)
 static float round16(float x) { return f16_to_f32(f32_to_f16(x)); }
 
 /* one (token, head) row of ggml's one-chunk flash attention (T < 64) */
-MKC_FMA_CLONES void mkc_attn_one_chunk(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
-                        int Dh, float scale, float *acc, uint16_t *q16) {
+MKC_FMA_CLONES static void attn_one_chunk_scalar(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                                                size_t kv_row, int n, int Dh, float scale, float *acc, uint16_t *q16) {
   for (int d = 0; d < Dh; d++) q16[d] = f32_to_f16(q[d]);
   memset(acc, 0, sizeof(float) * (size_t)Dh);
   float M = -INFINITY, S = 0;
@@ -182,8 +182,8 @@ MKC_FMA_CLONES void mkc_attn_one_chunk(float *out, const float *q, const uint16_
 }
 
 /* one (token, head) row of ggml's tiled flash attention (T >= 64): all f32, KV tiles of 64 */
-MKC_FMA_CLONES void mkc_attn_tiled(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
-                    int Dh, float scale, float *acc) {
+MKC_FMA_CLONES static void attn_tiled_scalar(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                                            size_t kv_row, int n, int Dh, float scale, float *acc) {
   float p[64];
   memset(acc, 0, sizeof(float) * (size_t)Dh);
   float M = -INFINITY, S = 0;
@@ -457,4 +457,226 @@ void mkc_q4K_rows(const uint8_t *w, size_t wrow, int r0, int r1, const uint8_t *
       for (int t = 0; t < nt; t++) y[(size_t)(t0 + t) * ystride + r] = s[t];
     }
   }
+}
+
+/* ---- flash attention, SIMD ---------------------------------------------------------------
+ *
+ * Bit-identical to attn_one_chunk_scalar / attn_tiled_scalar above (the reference): every f32
+ * operation is the same one, on the same operands, in the same order; only independent operations
+ * run side by side in SIMD lanes. F16C's vcvtph2ps widens exactly like f16_to_f32 and
+ * vcvtps2ph(round to nearest even) narrows like f32_to_f16 (overflow to inf, subnormals rounded).
+ */
+#ifdef MKC_HAVE_AVX2
+#define MKC_AVX512 __attribute__((target("avx2,fma,f16c,avx512f")))
+#define MKC_RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+
+static MKC_AVX2 inline __m256 ld16x8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+static MKC_AVX2 inline __m256 round16x8(__m256 x) { return _mm256_cvtph_ps(_mm256_cvtps_ph(x, MKC_RNE)); }
+
+/* dot_f16: emulated lane j of ggml's 4 accumulators of mkc_lanes lanes = SIMD lane j (two ymm per
+ * accumulator when mkc_lanes == 16), then fold4's lane-wise adds, its final reduction, the tail */
+static MKC_AVX2 float dot_f16_avx2(const uint16_t *a, const uint16_t *b, int n) {
+  const int L = mkc_lanes, step = 4 * L, np = n - n % step;
+  double sum = 0;
+  if (np) {
+    const int R = L / 8; /* ymm per emulated register */
+    __m256 c[4][2];
+    for (int r = 0; r < 4; r++) c[r][0] = c[r][1] = _mm256_setzero_ps();
+    for (int i = 0; i < np; i += step)
+      for (int r = 0; r < 4; r++)
+        for (int h = 0; h < R; h++) {
+          const int o = i + r * L + 8 * h;
+          c[r][h] = _mm256_fmadd_ps(ld16x8(a + o), ld16x8(b + o), c[r][h]);
+        }
+    float t[16];
+    for (int h = 0; h < R; h++) {
+      c[0][h] = _mm256_add_ps(c[0][h], c[2][h]);
+      c[1][h] = _mm256_add_ps(c[1][h], c[3][h]);
+      c[0][h] = _mm256_add_ps(c[0][h], c[1][h]);
+      _mm256_storeu_ps(t + 8 * h, c[0][h]);
+    }
+    if (L == 16) sum = (double)reduce_lanes(t);
+    else {
+      const float t0 = t[0] + t[4], t1 = t[1] + t[5], t2 = t[2] + t[6], t3 = t[3] + t[7];
+      sum = (double)((t0 + t1) + (t2 + t3));
+    }
+  }
+  for (int i = np; i < n; i++) sum += (double)(f16_to_f32(a[i]) * f16_to_f32(b[i]));
+  return (float)sum;
+}
+
+static MKC_AVX2 void attn_one_chunk_avx2(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                                         size_t kv_row, int n, int Dh, float scale, float *acc, uint16_t *q16) {
+  const int D8 = Dh - Dh % 8;
+  for (int d = 0; d < Dh; d++) q16[d] = f32_to_f16(q[d]);
+  memset(acc, 0, sizeof(float) * (size_t)Dh);
+  float M = -INFINITY, S = 0;
+  for (int s = 0; s < n; s++) {
+    const uint16_t *kr = k + (size_t)s * kv_row, *vr = v + (size_t)s * kv_row;
+    if (s + 1 < n) {
+      _mm_prefetch((const char *)(kr + kv_row), _MM_HINT_T0);
+      _mm_prefetch((const char *)(vr + kv_row), _MM_HINT_T0);
+    }
+    float sc = dot_f16_avx2(q16, kr, Dh);
+    sc = sc * scale;
+    float ms = 1, vs = 1;
+    int rescale = 0;
+    if (sc > M) {
+      ms = M == -INFINITY ? 0.0f : expf(M - sc);
+      M = sc;
+      rescale = 1;
+    } else {
+      vs = expf(sc - M);
+    }
+    const __m256 vms = _mm256_set1_ps(ms), vvs = _mm256_set1_ps(vs);
+    int d = 0;
+    if (rescale)
+      for (; d < D8; d += 8) {
+        const __m256 a = round16x8(_mm256_mul_ps(_mm256_loadu_ps(acc + d), vms));
+        _mm256_storeu_ps(acc + d, round16x8(_mm256_fmadd_ps(ld16x8(vr + d), vvs, a)));
+      }
+    else
+      for (; d < D8; d += 8)
+        _mm256_storeu_ps(acc + d, round16x8(_mm256_fmadd_ps(ld16x8(vr + d), vvs, _mm256_loadu_ps(acc + d))));
+    for (; d < Dh; d++) {
+      if (rescale) acc[d] = round16(acc[d] * ms);
+      acc[d] = round16(fmaf(f16_to_f32(vr[d]), vs, acc[d]));
+    }
+    S = fmaf(S, ms, vs);
+  }
+  const float inv = S == 0 ? 0.0f : 1.0f / S;
+  for (int d = 0; d < Dh; d++) out[d] = acc[d] * inv;
+}
+
+/* 8 keys' f16 values at d .. d+7 -> 8 vectors, vector i = element d+i of keys 0..7 */
+static MKC_AVX2 inline void transpose_f16_8x8(const uint16_t *k, size_t kv_row, int d, __m256 *col) {
+  __m128i r[8], t[8], u[8];
+  for (int i = 0; i < 8; i++) r[i] = _mm_loadu_si128((const __m128i *)(k + (size_t)i * kv_row + d));
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm_unpacklo_epi16(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm_unpackhi_epi16(r[2 * i], r[2 * i + 1]);
+  }
+  /* t[2i]: d0..3 of keys 2i, 2i+1 interleaved; t[2i+1]: d4..7 */
+  for (int g = 0; g < 2; g++) { /* keys 0-3, keys 4-7 */
+    const __m128i *tt = t + 4 * g;
+    u[4 * g + 0] = _mm_unpacklo_epi32(tt[0], tt[2]); /* d0, d1 of 4 keys */
+    u[4 * g + 1] = _mm_unpackhi_epi32(tt[0], tt[2]); /* d2, d3 */
+    u[4 * g + 2] = _mm_unpacklo_epi32(tt[1], tt[3]); /* d4, d5 */
+    u[4 * g + 3] = _mm_unpackhi_epi32(tt[1], tt[3]); /* d6, d7 */
+  }
+  for (int i = 0; i < 4; i++) {
+    col[2 * i] = _mm256_cvtph_ps(_mm_unpacklo_epi64(u[i], u[4 + i]));
+    col[2 * i + 1] = _mm256_cvtph_ps(_mm_unpackhi_epi64(u[i], u[4 + i]));
+  }
+}
+
+/* scores of G·8 consecutive keys: lane l of s[g] is key 8g+l's own FMA chain over d = 0 .. Dh-1 */
+static MKC_AVX2 inline void scores_avx2(float *p, const float *q, const uint16_t *k, size_t kv_row, int Dh, float scale,
+                                        const int G) {
+  const int D8 = Dh - Dh % 8;
+  __m256 s[4];
+  for (int g = 0; g < G; g++) s[g] = _mm256_setzero_ps();
+  for (int d = 0; d < D8; d += 8) {
+    for (int g = 0; g < G; g++) {
+      __m256 col[8];
+      transpose_f16_8x8(k + (size_t)(8 * g) * kv_row, kv_row, d, col);
+      for (int i = 0; i < 8; i++) s[g] = _mm256_fmadd_ps(_mm256_set1_ps(q[d + i]), col[i], s[g]);
+    }
+  }
+  for (int g = 0; g < G; g++) _mm256_storeu_ps(p + 8 * g, s[g]);
+  for (int l = 0; l < 8 * G && D8 < Dh; l++) {
+    const uint16_t *kr = k + (size_t)l * kv_row;
+    float x = p[l];
+    for (int d = D8; d < Dh; d++) x = fmaf(q[d], f16_to_f32(kr[d]), x);
+    p[l] = x;
+  }
+  const __m256 vsc = _mm256_set1_ps(scale);
+  for (int g = 0; g < G; g++) _mm256_storeu_ps(p + 8 * g, _mm256_mul_ps(_mm256_loadu_ps(p + 8 * g), vsc));
+}
+
+static MKC_AVX2 void attn_tiled_avx2(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                                     size_t kv_row, int n, int Dh, float scale, float *acc) {
+  float p[64];
+  const int D8 = Dh - Dh % 8;
+  memset(acc, 0, sizeof(float) * (size_t)Dh);
+  float M = -INFINITY, S = 0;
+  for (int ic = 0; ic < n; ic += 64) {
+    const int m = n - ic < 64 ? n - ic : 64;
+    const uint16_t *kt = k + (size_t)ic * kv_row;
+    int tk = 0;
+    for (; tk + 32 <= m; tk += 32) scores_avx2(p + tk, q, kt + (size_t)tk * kv_row, kv_row, Dh, scale, 4);
+    for (; tk + 8 <= m; tk += 8) scores_avx2(p + tk, q, kt + (size_t)tk * kv_row, kv_row, Dh, scale, 1);
+    for (; tk < m; tk++) {
+      const uint16_t *kr = kt + (size_t)tk * kv_row;
+      float s = 0;
+      for (int d = 0; d < Dh; d++) s = fmaf(q[d], f16_to_f32(kr[d]), s);
+      p[tk] = s * scale;
+    }
+    for (; tk < 64; tk++) p[tk] = -INFINITY;
+    float tmax = -INFINITY;
+    for (tk = 0; tk < 64; tk++)
+      if (p[tk] > tmax) tmax = p[tk];
+    const float Mnew = fmaxf(M, tmax);
+    if (Mnew > M) {
+      const float ms = expf(M - Mnew);
+      const __m256 vms = _mm256_set1_ps(ms);
+      int d = 0;
+      for (; d < D8; d += 8) _mm256_storeu_ps(acc + d, _mm256_mul_ps(_mm256_loadu_ps(acc + d), vms));
+      for (; d < Dh; d++) acc[d] = acc[d] * ms;
+      S = S * ms;
+    }
+    M = Mnew;
+    S = (float)((double)S + mkc_softmax_exp(64, p, p, M));
+    /* acc[d] = fma(p[tk], v[tk][d], acc[d]) for tk in order: lanes run over d, 4 registers of chains */
+    const uint16_t *vt = v + (size_t)ic * kv_row;
+    int d = 0;
+    for (; d + 32 <= D8; d += 32) {
+      __m256 a0 = _mm256_loadu_ps(acc + d), a1 = _mm256_loadu_ps(acc + d + 8);
+      __m256 a2 = _mm256_loadu_ps(acc + d + 16), a3 = _mm256_loadu_ps(acc + d + 24);
+      for (tk = 0; tk < m; tk++) {
+        const uint16_t *vr = vt + (size_t)tk * kv_row + d;
+        const __m256 pv = _mm256_set1_ps(p[tk]);
+        a0 = _mm256_fmadd_ps(pv, ld16x8(vr), a0);
+        a1 = _mm256_fmadd_ps(pv, ld16x8(vr + 8), a1);
+        a2 = _mm256_fmadd_ps(pv, ld16x8(vr + 16), a2);
+        a3 = _mm256_fmadd_ps(pv, ld16x8(vr + 24), a3);
+      }
+      _mm256_storeu_ps(acc + d, a0);
+      _mm256_storeu_ps(acc + d + 8, a1);
+      _mm256_storeu_ps(acc + d + 16, a2);
+      _mm256_storeu_ps(acc + d + 24, a3);
+    }
+    for (; d < D8; d += 8) {
+      __m256 a0 = _mm256_loadu_ps(acc + d);
+      for (tk = 0; tk < m; tk++) a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[tk]), ld16x8(vt + (size_t)tk * kv_row + d), a0);
+      _mm256_storeu_ps(acc + d, a0);
+    }
+    for (; d < Dh; d++)
+      for (tk = 0; tk < m; tk++) acc[d] = fmaf(p[tk], f16_to_f32(vt[(size_t)tk * kv_row + d]), acc[d]);
+  }
+  const float inv = S == 0 ? 0.0f : 1.0f / S;
+  for (int d = 0; d < Dh; d++) out[d] = acc[d] * inv;
+}
+#endif
+
+void mkc_attn_one_chunk(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
+                        int Dh, float scale, float *acc, uint16_t *q16, int simd) {
+#ifdef MKC_HAVE_AVX2
+  if (simd) {
+    attn_one_chunk_avx2(out, q, k, v, kv_row, n, Dh, scale, acc, q16);
+    return;
+  }
+#endif
+  attn_one_chunk_scalar(out, q, k, v, kv_row, n, Dh, scale, acc, q16);
+}
+
+void mkc_attn_tiled(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
+                    int Dh, float scale, float *acc, int simd) {
+#ifdef MKC_HAVE_AVX2
+  if (simd) {
+    attn_tiled_avx2(out, q, k, v, kv_row, n, Dh, scale, acc);
+    return;
+  }
+#endif
+  attn_tiled_scalar(out, q, k, v, kv_row, n, Dh, scale, acc);
 }

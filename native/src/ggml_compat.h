@@ -11,10 +11,12 @@ double mkc_softmax_exp(int n, float *y, const float *x, float max);
 float mkc_swiglu(float x, float g, int i, int n);
 float mkc_dot_f32(const float *w, const float *x, int K, int sgemm);
 int mkc_f32_sgemm(int N, int K, int T);
+/* ggml's flash-attention rows; simd: 0 scalar (the reference), 1 AVX2+FMA+F16C, 2 AVX-512 (caller checks
+ * the CPU). Every level gives bit-identical results. */
 void mkc_attn_one_chunk(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
-                        int Dh, float scale, float *acc, uint16_t *q16);
+                        int Dh, float scale, float *acc, uint16_t *q16, int simd);
 void mkc_attn_tiled(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
-                    int Dh, float scale, float *acc);
+                    int Dh, float scale, float *acc, int simd);
 /* Q4_K weights as llama.cpp's repacked x86 kernels compute them (see ggml_compat.c) */
 int mkc_q4K_repacked(int N);
 int mkc_q4K_gemm_rows(int T);

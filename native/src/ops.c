@@ -448,8 +448,8 @@ static void attn_task(void *vp, int ith, int nth) {
     const float *q = j->q + ((size_t)t * j->H + h) * Dh;
     float *o = j->out + ((size_t)t * j->H + h) * Dh;
     const uint16_t *k = j->k + (size_t)hk * Dh, *v = j->v + (size_t)hk * Dh;
-    if (f16acc) mkc_attn_one_chunk(o, q, k, v, kv_row, n, Dh, j->scale, acc, q16);
-    else mkc_attn_tiled(o, q, k, v, kv_row, n, Dh, j->scale, acc);
+    if (f16acc) mkc_attn_one_chunk(o, q, k, v, kv_row, n, Dh, j->scale, acc, q16, use_simd);
+    else mkc_attn_tiled(o, q, k, v, kv_row, n, Dh, j->scale, acc, use_simd);
   }
 }
 
