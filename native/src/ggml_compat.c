@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "ggml_compat.h"
+#include "k4_scales.h"
 
 
 /* The f32 emulation calls fmaf() a lot; on FMA CPUs let GCC clone these functions with the fma target
@@ -279,17 +280,6 @@ static inline int min_pair(const uint8_t *mins, const block_q8_K *x, int p) {
 #define MKC_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define MKC_HAVE_AVX2 1
 
-/* sc[0..7] in bytes 0..7, m[0..7] in bytes 8..15 (get_scale_min_k4 on 32-bit words) */
-static MKC_AVX2 inline __m128i k4_scales_mins(const uint8_t *q) {
-  uint32_t u0, u1, u2;
-  memcpy(&u0, q, 4);
-  memcpy(&u1, q + 4, 4);
-  memcpy(&u2, q + 8, 4);
-  const uint32_t sc_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
-  const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
-  const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
-  return _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
-}
 
 /*
  * Up to MKC_NT tokens; gemm != 0: per sub-block-pair FMAs, else per block. The f32 accumulators
@@ -305,7 +295,7 @@ static MKC_AVX2 inline void q4K_rp_dot_avx2_nt(int n, const uint8_t *w, const ui
     _mm_prefetch((const char *)b + 1024, _MM_HINT_T0);
     _mm_prefetch((const char *)b + 1024 + 64, _MM_HINT_T0);
     _mm_prefetch((const char *)b + 1024 + 128, _MM_HINT_T0);
-    const __m128i scm = k4_scales_mins(b->scales);
+    const __m128i scm = mk_unpack_k4_scales(b->scales);
     const __m128i sc16 = _mm_cvtepu8_epi16(scm);
     const __m256i sc16x2 = _mm256_set_m128i(sc16, sc16);
     const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(scm, scm)); /* m0 m0 m1 m1 ... m7 m7 */

@@ -7,6 +7,7 @@
  * (vpmaddubsw), widened by per-sub-block scales (vpmaddwd), one f32 FMA per block.
  */
 #include "common.h"
+#include "k4_scales.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -139,22 +140,6 @@ DISPATCH_NT(q4_0)
 
 /* ---- K-quants · Q8_K ------------------------------------------------------------------- */
 
-/*
- * The 8 six-bit scales and mins of a Q4_K/Q5_K block (get_scale_min_k4, j = 0..7) with 32-bit word
- * operations: byte k of word 0/1 holds sc[k]/m[k] (low 6 bits) and bits 4-5 of sc[k+4]/m[k+4] (its top
- * 2 bits); word 2 holds the low 4 bits of sc[k+4] (low nibble) and m[k+4] (high nibble).
- * Returns sc[0..7] in the low 8 bytes and m[0..7] in the high 8 bytes.
- */
-static AI TGT __m128i unpack_k4_scales(const uint8_t *q) {
-  uint32_t u0, u1, u2;
-  memcpy(&u0, q, 4);
-  memcpy(&u1, q + 4, 4);
-  memcpy(&u2, q + 8, 4);
-  const uint32_t sc_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
-  const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
-  const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
-  return _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
-}
 
 /* 16 int16 lanes of sub-block scale k (0..7), from 8 int16 scales repeated in both 128-bit halves. */
 static AI TGT __m256i scale_lanes(__m256i sc16x2, int k) {
@@ -183,7 +168,7 @@ static AI TGT void dot_qk45_impl(int n, const void *vw, const void *act, size_t 
     _mm_prefetch((const char *)blk + PF_AHEAD + 64, _MM_HINT_T0);
     _mm_prefetch((const char *)blk + PF_AHEAD + 128, _MM_HINT_T0);
     if (HIGH) _mm_prefetch((const char *)blk + PF_AHEAD + 172, _MM_HINT_T0);
-    const __m128i scm = unpack_k4_scales(scales);
+    const __m128i scm = mk_unpack_k4_scales(scales);
     /* each min twice (it multiplies the two 16-element bsums of its 32-element sub-block) */
     const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(scm, scm));
     const __m128i sc16 = _mm_cvtepu8_epi16(scm);
