@@ -293,28 +293,8 @@ class GGUFVocab implements Tokenizer {
   /** Merge adjacent symbols by lowest rank, leftmost first; returns the final symbols. */
   private bpeMerge(word: string): string[] {
     const sym = Array.from(word);
-    const m = sym.length;
-    if (m <= 1) return sym;
-    const next = Int32Array.from({ length: m }, (_, i) => (i + 1 < m ? i + 1 : -1));
-    const prev = Int32Array.from({ length: m }, (_, i) => i - 1);
-    type Bigram = { rank: number; left: number; right: number; text: string };
-    const heap = new Heap<Bigram>((a, b) => a.rank < b.rank || (a.rank === b.rank && a.left < b.left));
-    const add = (l: number, r: number) => {
-      if (l < 0 || r < 0) return;
-      const rank = this.ranks.get(`${sym[l]}\0${sym[r]}`);
-      if (rank !== undefined) heap.push({ rank, left: l, right: r, text: sym[l] + sym[r] });
-    };
-    for (let i = 1; i < m; i++) add(i - 1, i);
-    for (let bg = heap.pop(); bg; bg = heap.pop()) {
-      const { left, right } = bg;
-      if (sym[left] === '' || sym[right] === '' || sym[left] + sym[right] !== bg.text) continue;
-      sym[left] = bg.text;
-      sym[right] = '';
-      next[left] = next[right];
-      if (next[right] >= 0) prev[next[right]] = left;
-      add(prev[left], left);
-      add(left, next[left]);
-    }
+    if (sym.length <= 1) return sym;
+    mergePairs(sym, (a, b) => this.ranks.get(`${a}\0${b}`));
     return sym.filter((s) => s !== '');
   }
 
@@ -322,27 +302,11 @@ class GGUFVocab implements Tokenizer {
   private spm(text: string, out: number[]): void {
     const sym = Array.from(text.replaceAll(' ', '▁'));
     const m = sym.length;
-    const next = Int32Array.from({ length: m }, (_, i) => (i + 1 < m ? i + 1 : -1));
-    const prev = Int32Array.from({ length: m }, (_, i) => i - 1);
-    type Bigram = { score: number; left: number; right: number; text: string };
-    const heap = new Heap<Bigram>((a, b) => a.score > b.score || (a.score === b.score && a.left < b.left));
-    const add = (l: number, r: number) => {
-      if (l < 0 || r < 0) return;
-      const t = sym[l] + sym[r];
-      const id = this.toId.get(t);
-      if (id !== undefined) heap.push({ score: this.scores[id], left: l, right: r, text: t });
-    };
-    for (let i = 1; i < m; i++) add(i - 1, i);
-    for (let bg = heap.pop(); bg; bg = heap.pop()) {
-      const { left, right } = bg;
-      if (sym[left] === '' || sym[right] === '' || sym[left] + sym[right] !== bg.text) continue;
-      sym[left] = bg.text;
-      sym[right] = '';
-      next[left] = next[right];
-      if (next[right] >= 0) prev[next[right]] = left;
-      add(prev[left], left);
-      add(left, next[left]);
-    }
+    // highest score first = lowest negated score
+    const next = mergePairs(sym, (a, b) => {
+      const id = this.toId.get(a + b);
+      return id === undefined ? undefined : -this.scores[id];
+    });
     for (let i = m > 0 ? 0 : -1; i !== -1; i = next[i]) {
       const id = this.toId.get(sym[i]);
       if (id !== undefined) {
@@ -468,4 +432,35 @@ function cleanSpaces(t: Uint8Array): Uint8Array<ArrayBufferLike> {
     text[total++] = x;
   }
   return text.subarray(0, total);
+}
+
+/**
+ * The greedy pair merge shared by BPE (llama.cpp `llm_tokenizer_bpe_session`) and SentencePiece
+ * (`llm_tokenizer_spm_session`): repeatedly merge the adjacent pair with the lowest cost (leftmost on
+ * ties) until no pair has a cost. Merged-away symbols become ''. Returns the `next` links of the
+ * surviving symbols (index 0 is always a survivor when `sym` is not empty).
+ */
+function mergePairs(sym: string[], cost: (a: string, b: string) => number | undefined): Int32Array {
+  const m = sym.length;
+  const next = Int32Array.from({ length: m }, (_, i) => (i + 1 < m ? i + 1 : -1));
+  const prev = Int32Array.from({ length: m }, (_, i) => i - 1);
+  type Bigram = { cost: number; left: number; right: number; text: string };
+  const heap = new Heap<Bigram>((a, b) => a.cost < b.cost || (a.cost === b.cost && a.left < b.left));
+  const add = (l: number, r: number) => {
+    if (l < 0 || r < 0) return;
+    const c = cost(sym[l], sym[r]);
+    if (c !== undefined) heap.push({ cost: c, left: l, right: r, text: sym[l] + sym[r] });
+  };
+  for (let i = 1; i < m; i++) add(i - 1, i);
+  for (let bg = heap.pop(); bg; bg = heap.pop()) {
+    const { left, right } = bg;
+    if (sym[left] === '' || sym[right] === '' || sym[left] + sym[right] !== bg.text) continue;
+    sym[left] = bg.text;
+    sym[right] = '';
+    next[left] = next[right];
+    if (next[right] >= 0) prev[next[right]] = left;
+    add(prev[left], left);
+    add(left, next[left]);
+  }
+  return next;
 }
