@@ -8,12 +8,9 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../src/engine/model.js';
-import { createBackend } from '../src/backend/index.js';
 import { compareLogits, oracleAvailable, openOracle } from '../src/testing/llama-oracle.js';
-import { Rng } from '../src/testing/generate-model.js';
 import { tokenizerFromHF } from '../src/tokenizer/index.js';
 import { BpeEncoder, bpeFromTokenizerJson } from '../src/train/bpe.js';
-import { matmul_backward, matmul_forward, setMatmulBackend } from '../src/train/layers.js';
 import { train, type TrainConfig } from '../src/train/trainer.js';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -101,27 +98,3 @@ for (const [name, over, arch] of [
     }
   });
 }
-
-test('native matmul fast path equals the TypeScript kernels', (t) => {
-  const be = createBackend({ threads: 2 });
-  if (be.name === 'reference') { be.dispose(); return t.skip('native addon not built'); }
-  const rng = new Rng(21);
-  const T = 64, I = 48, O = 40;
-  const x = Float32Array.from({ length: T * I }, () => rng.normal()), w = Float32Array.from({ length: O * I }, () => rng.normal());
-  const dout = Float32Array.from({ length: T * O }, () => rng.normal());
-  const run = () => {
-    const y = new Float32Array(T * O), dx = new Float32Array(T * I), dw = new Float32Array(O * I), db = new Float32Array(O);
-    matmul_forward(y, x, w, T, I, O);
-    matmul_backward(dx, dw, db, dout, x, w, T, I, O);
-    return [y, dx, dw, db];
-  };
-  const ref = run();
-  setMatmulBackend(be);
-  try {
-    const got = run();
-    got.forEach((g, k) => g.forEach((v, i) => assert.ok(Math.abs(v - ref[k][i]) <= 1e-4 * (1 + Math.abs(ref[k][i])), `array ${k}[${i}]: ${v} vs ${ref[k][i]}`)));
-  } finally {
-    setMatmulBackend(null);
-    be.dispose();
-  }
-});

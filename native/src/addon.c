@@ -10,6 +10,7 @@
  *   readProbe(buf, threads) -> checksum (memory read-bandwidth probe; time it from JS)
  *   setThreads(n) -> n, getThreads(), setSimd(on | 0 scalar, 1 best, 2 AVX2 only) -> active, cpuFeatures()
  *   mmapOpen(path), mmapView(handle, offset, length)   (mmap_file.c)
+ *   trainGemm, trainXent, trainAttention   (train.c; the training kernels)
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -18,6 +19,7 @@
 #include "napi_util.h"
 #include "ops.h"
 #include "pool.h"
+#include "train.h"
 
 static pthread_mutex_t op_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -263,6 +265,79 @@ static napi_value js_read_probe(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* ---- training kernels (train.c) ---------------------------------------------------------------- */
+
+static napi_value js_train_gemm(napi_env env, napi_callback_info info) {
+  napi_value a[10];
+  view c, A, B;
+  int M, N, K, ta, tb, acc, th;
+  if (!get_args(env, info, 10, a) || !get_view(env, a[0], napi_float32_array, &c, "C") ||
+      !get_view(env, a[1], napi_float32_array, &A, "A") || !get_view(env, a[2], napi_float32_array, &B, "B") ||
+      !get_int(env, a[3], 1, IMAX, &M, "M") || !get_int(env, a[4], 1, IMAX, &N, "N") ||
+      !get_int(env, a[5], 1, IMAX, &K, "K") || !get_int(env, a[6], 0, 1, &ta, "transA") ||
+      !get_int(env, a[7], 0, 1, &tb, "transB") || !get_int(env, a[8], 0, 1, &acc, "accumulate") ||
+      !get_int(env, a[9], 1, 256, &th, "threads"))
+    return NULL;
+  if (!check(env, c.length == (size_t)M * N, "trainGemm: C must have M*N elements") ||
+      !check(env, A.length == (size_t)M * K, "trainGemm: A must have M*K elements") ||
+      !check(env, B.length == (size_t)K * N, "trainGemm: B must have K*N elements"))
+    return NULL;
+  pthread_mutex_lock(&op_lock);
+  mk_train_gemm(c.data, A.data, B.data, M, N, K, ta, tb, acc, threads_for(th));
+  pthread_mutex_unlock(&op_lock);
+  return NULL;
+}
+
+static napi_value js_train_xent(napi_env env, napi_callback_info info) {
+  napi_value a[6];
+  view lg, tg, loss;
+  int T, V, th;
+  if (!get_args(env, info, 6, a) || !get_view(env, a[0], napi_float32_array, &lg, "logits") ||
+      !get_view(env, a[1], napi_int32_array, &tg, "targets") || !get_view(env, a[2], napi_float32_array, &loss, "loss") ||
+      !get_int(env, a[3], 1, IMAX, &T, "T") || !get_int(env, a[4], 1, IMAX, &V, "V") ||
+      !get_int(env, a[5], 1, 256, &th, "threads"))
+    return NULL;
+  if (!check(env, lg.length == (size_t)T * V, "trainXent: logits must have T*V elements") ||
+      !check(env, tg.length == (size_t)T && loss.length == (size_t)T, "trainXent: targets/loss must have T elements"))
+    return NULL;
+  const int32_t *tp = tg.data;
+  for (int t = 0; t < T; t++)
+    if (!check(env, tp[t] >= 0 && tp[t] < V, "trainXent: target id out of range")) return NULL;
+  pthread_mutex_lock(&op_lock);
+  mk_train_xent(lg.data, tg.data, loss.data, T, V, threads_for(th));
+  pthread_mutex_unlock(&op_lock);
+  return NULL;
+}
+
+/* trainAttention(bwd, o0, o1, o2, o3, q, k, v, att, B, S, H, Dh, threads):
+ *   forward:  o0 = out, o1 = att (written), o2/o3 unused (pass o0);
+ *   backward: o0 = dq, o1 = dk, o2 = dv, o3 = dout; att is read. */
+static napi_value js_train_attention(napi_env env, napi_callback_info info) {
+  napi_value a[14];
+  view o[4], q, k, v, att;
+  int bwd, B, S, H, Dh, th;
+  if (!get_args(env, info, 14, a) || !get_int(env, a[0], 0, 1, &bwd, "bwd")) return NULL;
+  for (int i = 0; i < 4; i++)
+    if (!get_view(env, a[1 + i], napi_float32_array, &o[i], "output")) return NULL;
+  if (!get_view(env, a[5], napi_float32_array, &q, "q") || !get_view(env, a[6], napi_float32_array, &k, "k") ||
+      !get_view(env, a[7], napi_float32_array, &v, "v") || !get_view(env, a[8], napi_float32_array, &att, "att") ||
+      !get_int(env, a[9], 1, IMAX, &B, "B") || !get_int(env, a[10], 1, 1 << 16, &S, "S") ||
+      !get_int(env, a[11], 1, 1 << 16, &H, "H") || !get_int(env, a[12], 1, 1 << 16, &Dh, "Dh") ||
+      !get_int(env, a[13], 1, 256, &th, "threads"))
+    return NULL;
+  const size_t n = (size_t)B * S * H * Dh;
+  if (!check(env, q.length == n && k.length == n && v.length == n, "trainAttention: q/k/v must have B*S*H*Dh elements") ||
+      !check(env, att.length == (size_t)B * H * S * S, "trainAttention: att must have B*H*S*S elements") ||
+      !check(env, o[0].length == n && (!bwd || (o[1].length == n && o[2].length == n && o[3].length == n)),
+             "trainAttention: outputs must have B*S*H*Dh elements"))
+    return NULL;
+  pthread_mutex_lock(&op_lock);
+  if (bwd) mk_train_attn_bwd(o[0].data, o[1].data, o[2].data, o[3].data, q.data, k.data, v.data, att.data, B, S, H, Dh, threads_for(th));
+  else mk_train_attn_fwd(o[0].data, att.data, q.data, k.data, v.data, B, S, H, Dh, threads_for(th));
+  pthread_mutex_unlock(&op_lock);
+  return NULL;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   static int initialized;
   if (!initialized) {
@@ -281,6 +356,9 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"readProbe", NULL, js_read_probe, NULL, NULL, NULL, napi_default, NULL},
     {"mmapOpen", NULL, js_mmap_open, NULL, NULL, NULL, napi_default, NULL},
     {"mmapView", NULL, js_mmap_view, NULL, NULL, NULL, napi_default, NULL},
+    {"trainGemm", NULL, js_train_gemm, NULL, NULL, NULL, napi_default, NULL},
+    {"trainXent", NULL, js_train_xent, NULL, NULL, NULL, napi_default, NULL},
+    {"trainAttention", NULL, js_train_attention, NULL, NULL, NULL, napi_default, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -34,13 +34,22 @@ export interface Addon {
   setThreads(n: number): number;
   getThreads(): number;
   /** Select AVX2 (true, if the CPU has it) or scalar kernels; returns whether SIMD is active. */
-  setSimd(on: boolean): boolean;
+  setSimd(on: boolean | 0 | 1 | 2): boolean;
   /** avx2: the CPU has AVX2+FMA+F16C; simd: the AVX2 kernels are in use (MOEKIT_NO_SIMD=1 turns them off). */
   cpuFeatures(): { avx2: boolean; simd: boolean };
   /** PROT_READ mapping of a whole file; throws an Error with the errno text. */
   mmapOpen(path: string): MmapHandle;
   /** External ArrayBuffer over [offset, offset+length) of the mapping (RangeError when outside). */
   mmapView(handle: MmapHandle, offset: number, length: number): ArrayBuffer;
+  /** Training GEMM (native/src/train.h): C[M,N] (+)= op(A)·op(B); transA: A stored [K,M]; transB: B stored [N,K]. */
+  trainGemm(C: Float32Array, A: Float32Array, B: Float32Array, M: number, N: number, K: number, transA: 0 | 1, transB: 0 | 1, accumulate: 0 | 1, threads: number): void;
+  /** Row softmax of logits[T,V] in place; loss[t] = logsumexp − logit[target]. */
+  trainXent(logits: Float32Array, targets: Int32Array, loss: Float32Array, T: number, V: number, threads: number): void;
+  /** Causal attention: bwd 0 → (out, att written); bwd 1 → (dq, dk, dv) += grads given dout (o3) and att. */
+  trainAttention(
+    bwd: 0 | 1, o0: Float32Array, o1: Float32Array, o2: Float32Array, o3: Float32Array,
+    q: Float32Array, k: Float32Array, v: Float32Array, att: Float32Array, B: number, S: number, H: number, Dh: number, threads: number,
+  ): void;
 }
 
 let addon: Addon | null | undefined;

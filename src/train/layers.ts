@@ -8,27 +8,26 @@
  * Sums run in double and are stored in f32, so results are within f32 rounding of PyTorch's.
  */
 
-import type { Backend } from '../backend/backend.js';
-import { GGMLType } from '../tensor.js';
+import { loadAddon, type Addon } from '../backend/native.js';
 
 // ---- linear: out[T,O] = x[T,I]·wᵀ (+ b) with w [O,I] ----------------------------------------
 
 /**
- * The fast path: big matmuls go to the inference backend's F32 matmul (the native addon with its
- * thread pool; f32 accumulation in ggml's order), the backward ones through explicit transposes.
- * Off (null) by default: the plain loops below are the reference, and what the PyTorch test checks.
- * The trainer turns it on per run; results are deterministic for a given thread count.
+ * The native path: the C training kernels (native/src/train.c: register-blocked f32 GEMM,
+ * fused softmax cross-entropy, causal attention) on the addon's thread pool. Off by default: the
+ * plain loops below are the reference, and what the PyTorch and finite-difference tests check;
+ * test/train-native.test.ts compares the two. The trainer turns it on for a run (a per-run
+ * setting, like torch.set_num_threads); results do not depend on the thread count.
  */
-let fast: Backend | null = null;
-const FAST_MIN_WORK = 1 << 16;
+let nat: { addon: Addon; threads: number } | null = null;
+const NATIVE_MIN_WORK = 1 << 12;
 
-export function setMatmulBackend(be: Backend | null): void {
-  fast = be;
+/** Use the native kernels with `threads` threads (0 = the plain TypeScript kernels). */
+export function useNativeKernels(threads: number): void {
+  nat = threads > 0 ? { addon: loadAddon(), threads } : null;
 }
 
-function fastMatmul(y: Float32Array, x: Float32Array, w: Float32Array, T: number, I: number, O: number): void {
-  fast!.matmul({ y, x, w: { name: 'train', type: GGMLType.F32, shape: [O, I], data: new Uint8Array(w.buffer, w.byteOffset, w.byteLength) }, T });
-}
+const i32 = (a: ArrayLike<number>): Int32Array => (a instanceof Int32Array ? a : Int32Array.from(a));
 
 /** [R, C] → [C, R] */
 export function transpose(a: Float32Array, R: number, C: number): Float32Array {
@@ -38,8 +37,8 @@ export function transpose(a: Float32Array, R: number, C: number): Float32Array {
 }
 
 export function matmul_forward(out: Float32Array, x: Float32Array, w: Float32Array, T: number, I: number, O: number, b?: Float32Array): void {
-  if (fast && T * I * O >= FAST_MIN_WORK) {
-    fastMatmul(out, x, w, T, I, O);
+  if (nat && T * I * O >= NATIVE_MIN_WORK) {
+    nat.addon.trainGemm(out, x, w, T, O, I, 0, 1, 0, nat.threads); // x[T,I]·w[O,I]ᵀ
     if (b) for (let t = 0; t < T; t++) for (let o = 0; o < O; o++) out[t * O + o] += b[o];
     return;
   }
@@ -66,17 +65,10 @@ export function matmul_backward(
   dx: Float32Array | null, dw: Float32Array, db: Float32Array | null,
   dout: Float32Array, x: Float32Array, w: Float32Array, T: number, I: number, O: number,
 ): void {
-  if (fast && T * I * O >= FAST_MIN_WORK) {
-    if (dx) {
-      const tmp = new Float32Array(T * I);
-      fastMatmul(tmp, dout, transpose(w, O, I), T, O, I); // dout[T,O]·w[O,I]
-      for (let i = 0; i < tmp.length; i++) dx[i] += tmp[i];
-    }
-    const doutT = transpose(dout, T, O);
-    const tmp = new Float32Array(O * I);
-    fastMatmul(tmp, doutT, transpose(x, T, I), O, T, I); // doutᵀ[O,T]·x[T,I]
-    for (let i = 0; i < tmp.length; i++) dw[i] += tmp[i];
-    if (db) for (let o = 0; o < O; o++) { let s = 0; for (let t = 0; t < T; t++) s += doutT[o * T + t]; db[o] += s; }
+  if (nat && T * I * O >= NATIVE_MIN_WORK) {
+    if (dx) nat.addon.trainGemm(dx, dout, w, T, I, O, 0, 0, 1, nat.threads); // dx += dout[T,O]·w[O,I]
+    nat.addon.trainGemm(dw, dout, x, O, I, T, 1, 0, 1, nat.threads); // dw += dout[T,O]ᵀ·x[T,I]
+    if (db) for (let t = 0; t < T; t++) for (let o = 0; o < O; o++) db[o] += dout[t * O + o];
     return;
   }
   if (dx) {
@@ -192,6 +184,10 @@ export function rope_backward(dx: Float32Array, T: number, nH: number, Dh: numbe
 
 /** out[T, H·Dh]; att[B, H, S, S] keeps the softmax probabilities for the backward pass. */
 export function attention_forward(out: Float32Array, att: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, B: number, S: number, H: number, Dh: number): void {
+  if (nat) {
+    nat.addon.trainAttention(0, out, out, out, out, q, k, v, att, B, S, H, Dh, nat.threads);
+    return;
+  }
   const C = H * Dh;
   const scale = 1 / Math.sqrt(Dh);
   const row = new Float64Array(S);
@@ -225,6 +221,10 @@ export function attention_backward(
   dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array,
   q: Float32Array, k: Float32Array, v: Float32Array, att: Float32Array, B: number, S: number, H: number, Dh: number,
 ): void {
+  if (nat) {
+    nat.addon.trainAttention(1, dq, dk, dv, dout, q, k, v, att, B, S, H, Dh, nat.threads);
+    return;
+  }
   const C = H * Dh;
   const scale = 1 / Math.sqrt(Dh);
   const dp = new Float64Array(S);
@@ -287,6 +287,14 @@ export function embedding_backward(dwte: Float32Array, dout: Float32Array, ids: 
 
 /** Returns the mean loss; probs [T, V] (softmax; may alias logits) are written for the backward pass. */
 export function crossentropy_forward(probs: Float32Array, logits: Float32Array, targets: ArrayLike<number>, T: number, V: number): number {
+  if (nat) {
+    if (probs !== logits) probs.set(logits.subarray(0, T * V));
+    const losses = new Float32Array(T);
+    nat.addon.trainXent(probs, i32(targets), losses, T, V, nat.threads);
+    let sum = 0;
+    for (let t = 0; t < T; t++) sum += losses[t];
+    return sum / T;
+  }
   let loss = 0;
   for (let t = 0; t < T; t++) {
     const o = t * V;

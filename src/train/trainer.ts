@@ -10,9 +10,10 @@
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createBackend, physicalCores } from '../backend/index.js';
+import { physicalCores } from '../backend/index.js';
+import { nativeAvailable } from '../backend/native.js';
 import { UsageError } from '../errors.js';
-import { setMatmulBackend } from './layers.js';
+import { useNativeKernels } from './layers.js';
 import { BpeEncoder, bpeFromTokenizerJson, bpeTokenizerConfig, bpeTokenizerJson, trainBpe } from './bpe.js';
 import { exportArch, exportGGUF, loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.js';
 import { loadCorpus, splitDocs, tokenizeDocs, trainBatch, valBatches, type DataConfig } from './data.js';
@@ -50,7 +51,7 @@ export interface TrainOptions {
   stopAt?: number;
   /** write the final GGUF (default true) */
   exportGguf?: boolean;
-  /** native matmul threads (default: physical cores); 0 = the plain TypeScript kernels */
+  /** threads of the native training kernels (default: physical cores); 0 = the plain TypeScript kernels */
   threads?: number;
 }
 
@@ -150,8 +151,7 @@ export async function train(cfg: TrainConfig, o: TrainOptions): Promise<TrainRes
   const onSig = () => { interrupted = true; log('interrupt: saving a checkpoint after this step (Ctrl-C again to abort)'); process.off('SIGINT', onSig); };
   process.on('SIGINT', onSig);
   const threads = o.threads ?? physicalCores();
-  const be = threads > 0 ? createBackend({ threads }) : null;
-  setMatmulBackend(be && be.name !== 'reference' ? be : null);
+  useNativeKernels(threads > 0 && nativeAvailable() ? threads : 0);
   const t0 = Date.now();
   const step0 = state.step;
   let last = { loss: NaN, lm: NaN };
@@ -195,8 +195,7 @@ export async function train(cfg: TrainConfig, o: TrainOptions): Promise<TrainRes
   } finally {
     process.off('SIGINT', onSig);
     if (state.step !== lastSaved || !existsSync(lastDir)) save(lastDir);
-    setMatmulBackend(null);
-    be?.dispose();
+    useNativeKernels(0);
   }
   let gguf: string | undefined;
   if ((o.exportGguf ?? true) && state.step >= stopAt && !interrupted) {
