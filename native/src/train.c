@@ -25,6 +25,13 @@
 #define T256 __attribute__((target("avx2,fma")))
 #endif
 
+/* the plain-C loops below (axpys) are compiled for AVX2 as well, chosen at load time */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CLONES
+#endif
+
 #define MR 6
 #define KC 256
 #define NP 128 /* columns per work item (a packed B panel is KC × NP floats) */
@@ -273,7 +280,7 @@ static void gather_t(float *xt, const float *x, int b, int h, const attn_job *j)
 }
 
 /* row[0..n) = Σ_d a[d]·xt[d, 0..n) (an axpy per d, so it vectorizes without reassociation) */
-static void row_dots(float *row, const float *a, const float *xt, int n, int Dh, int S) {
+CLONES static void row_dots(float *row, const float *a, const float *xt, int n, int Dh, int S) {
   for (int s = 0; s < n; s++) row[s] = 0;
   for (int d = 0; d < Dh; d++) {
     const float ad = a[d];
@@ -282,7 +289,7 @@ static void row_dots(float *row, const float *a, const float *xt, int n, int Dh,
   }
 }
 
-static void attn_fwd_task(void *arg, int ith, int nth) {
+CLONES static void attn_fwd_task(void *arg, int ith, int nth) {
   const attn_job *j = arg;
   const int S = j->S, Dh = j->Dh;
   const long C = (long)j->H * Dh;
@@ -319,7 +326,7 @@ static void attn_fwd_task(void *arg, int ith, int nth) {
   }
 }
 
-static void attn_bwd_task(void *arg, int ith, int nth) {
+CLONES static void attn_bwd_task(void *arg, int ith, int nth) {
   const attn_job *j = arg;
   const int S = j->S, Dh = j->Dh;
   const long C = (long)j->H * Dh;
