@@ -11,6 +11,7 @@ interface TrainFlags {
   stopAt?: number;
   export: boolean;
   threads?: number;
+  upcycleFrom?: string;
 }
 
 export function registerTrain(program: Command): void {
@@ -22,11 +23,12 @@ export function registerTrain(program: Command): void {
     .option('--resume', 'continue from <out>/last exactly where it stopped')
     .option('--stop-at <n>', 'stop after this step (the schedule still spans train.steps)', intFlag('--stop-at', 1, 1 << 30))
     .option('-t, --threads <n>', 'native matmul threads (default: physical cores; 0 = plain TypeScript)', intFlag('--threads', 0, 1024))
+    .option('--upcycle-from <dir>', 'start the MoE from a trained dense checkpoint folder (runs/<dense>/best): experts = copies of its FFN (Sparse Upcycling); same as init.upcycleFrom')
     .option('--no-export', 'do not write <out>/model.gguf at the end')
     .action(async (f: TrainFlags) => {
       const cfg = readTrainConfig(f.config);
       const out = f.out ?? `runs/${basename(f.config).replace(/\.json$/, '')}`;
-      const r = await train(cfg, { out, resume: f.resume, stopAt: f.stopAt, exportGguf: f.export, threads: f.threads });
+      const r = await train(cfg, { out, resume: f.resume, stopAt: f.stopAt, exportGguf: f.export, threads: f.threads, upcycleFrom: f.upcycleFrom });
       process.stderr.write(
         `done: ${r.steps} steps, ${r.tokensSeen} tokens in ${r.seconds.toFixed(0)} s; final loss ${r.finalLoss.toFixed(4)}` +
           (r.valLoss !== null ? `, val ppl ${Math.exp(r.valLoss).toFixed(2)}` : '') + (r.gguf ? `; model: ${r.gguf}` : '') + '\n',

@@ -4,7 +4,9 @@
  */
 import type { Backend } from '../backend/backend.js';
 import { createBackend } from '../backend/index.js';
-import { ContextOverflowError, UsageError } from '../errors.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { CheckpointError, ContextOverflowError, UsageError } from '../errors.js';
 import { openCheckpoint, type Checkpoint } from '../formats/checkpoint.js';
 import { plainValue } from '../formats/gguf.js';
 import type { ModelSource } from '../models/common.js';
@@ -15,6 +17,7 @@ import { Decoder } from '../nn/decoder.js';
 import { KVCache } from '../nn/kv-cache.js';
 import type { ForwardHooks } from '../nn/moe.js';
 import { routingHooks, type RoutingControls } from '../routing/controls.js';
+import { isTrainCheckpoint, openTrainCheckpoint } from '../train/checkpoint.js';
 import { tokenizerFromGGUF, tokenizerFromHF, type Tokenizer } from '../tokenizer/index.js';
 import { describeModel, type ModelInfo } from './info.js';
 import { argmax, Sampler, type SamplingOptions } from './sampler.js';
@@ -273,11 +276,24 @@ function yieldToEventLoop(): Promise<void> {
 /** Greedy next token of a logits row (exposed for tests and tools). */
 export { argmax };
 
+/**
+ * A .gguf file, an HF folder, or a `moekit train` checkpoint folder (runs/<name>/last or best),
+ * which is read as the GGUF the trainer exports (src/train/checkpoint.ts openTrainCheckpoint).
+ */
+function openAny(path: string): Checkpoint {
+  if (isTrainCheckpoint(path)) return openTrainCheckpoint(path);
+  if (!existsSync(join(path, 'config.json')) && existsSync(join(path, 'last', 'model.safetensors'))) {
+    const gguf = join(path, 'model.gguf');
+    throw new CheckpointError(path, `this is a moekit training run folder; pass one of its checkpoints, ${join(path, 'best')} or ${join(path, 'last')}${existsSync(gguf) ? `, or its export ${gguf}` : ''}`);
+  }
+  return openCheckpoint(path);
+}
+
 export async function loadModel(path: string, opts: LoadOptions = {}): Promise<Model> {
   if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads < 1 || opts.threads > 256)) {
     throw new UsageError(`threads must be an integer in 1..256, got ${opts.threads}`);
   }
-  const ckpt = openCheckpoint(path);
+  const ckpt = openAny(path);
   try {
     const src: ModelSource = {
       path: ckpt.path,

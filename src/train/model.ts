@@ -26,10 +26,18 @@ export interface ModelConfig {
   nHead: number;
   /** training context S */
   seqLen: number;
-  /** routed experts E; 0 = a dense SwiGLU FFN of width F */
+  /** routed experts E; 0 = a dense SwiGLU FFN of width F (the dense baseline, and the source of upcycling) */
   nExpert: number;
   /** expert (or dense) FFN width F */
   ffnDim: number;
+  /**
+   * Fine-grained expert segmentation m (DeepSeekMoE, Dai et al. 2024, arXiv 2401.06066 §3.1): each of
+   * the E experts of width F is split into m experts of width F/m and m·K of them are active, so the
+   * parameters and the FLOPs per token stay those of the E-expert top-K model while the number of
+   * possible expert combinations grows. The model built is E·m experts of width F/m, top-(K·m)
+   * (null experts, if any, are split too: N·m). Default 1 (off). See `resolveModelConfig`.
+   */
+  fineGrained?: number;
   /** shared expert width (0 = none), DeepSeekMoE / Qwen2-MoE */
   sharedDim?: number;
   /** sigmoid gate on the shared expert (Qwen2-MoE `shared_expert_gate`) */
@@ -44,7 +52,46 @@ export interface ModelConfig {
   rmsEps?: number;
   /** std of the weight init (GPT-2: 0.02; residual projections get std/sqrt(2·nLayer)) */
   initStd?: number;
+  /** required when nExpert > 0; a dense model (nExpert 0) may leave it out */
   router: RouterConfig;
+}
+
+/** The router a dense model carries when its config has none (unused: a dense FFN has no router). */
+const DENSE_ROUTER: RouterConfig = { scoring: 'softmax', K: 1, normalize: false };
+
+/**
+ * The config of the model actually built: fine-grained segmentation applied (E·m experts of width
+ * F/m, top-(K·m), N·m null experts; DeepSeekMoE §3.1) and a placeholder router for dense models.
+ * Validates first, with UsageErrors that name the field. Idempotent.
+ */
+export function resolveModelConfig(c: ModelConfig): ModelConfig {
+  const m = c.fineGrained ?? 1;
+  if (!Number.isInteger(m) || m < 1) throw new UsageError(`model.fineGrained must be an integer ≥ 1 (the number of pieces each expert is split into), got ${JSON.stringify(c.fineGrained)}`);
+  if (!Number.isInteger(c.nExpert) || c.nExpert < 0) throw new UsageError(`model.nExpert must be an integer ≥ 0, got ${c.nExpert}`);
+  if (c.nExpert > 0 && (typeof c.router !== 'object' || c.router === null)) throw new UsageError('model.router is missing: a MoE model (nExpert > 0) needs a router section (see configs/tiny.json)');
+  const router = c.router ?? DENSE_ROUTER;
+  if (c.nExpert === 0) {
+    if (m !== 1) throw new UsageError(`model.fineGrained ${m} needs experts to split, but model.nExpert is 0 (a dense model); remove fineGrained or set nExpert`);
+    const { fineGrained: _, ...rest } = c;
+    return { ...rest, router };
+  }
+  if (m === 1) {
+    const { fineGrained: _, ...rest } = c;
+    return { ...rest, router };
+  }
+  if (!Number.isInteger(c.ffnDim) || c.ffnDim % m !== 0) {
+    throw new UsageError(`model.fineGrained ${m} must divide model.ffnDim ${c.ffnDim} (each expert of width ${c.ffnDim} is split into ${m} experts of width ffnDim/${m}); use an ffnDim that is a multiple of ${m}`);
+  }
+  if (!Number.isInteger(router.K) || router.K < 1 || router.K > c.nExpert + (router.nullExperts ?? 0)) {
+    throw new UsageError(`router.K must be in 1..${c.nExpert} (before the fine-grained ×${m}), got ${router.K}`);
+  }
+  const { fineGrained: _, ...rest } = c;
+  return {
+    ...rest,
+    nExpert: c.nExpert * m,
+    ffnDim: c.ffnDim / m,
+    router: { ...router, K: router.K * m, ...(router.nullExperts ? { nullExperts: router.nullExperts * m } : {}) },
+  };
 }
 
 export interface ParamInfo {
@@ -58,6 +105,7 @@ export interface ParamInfo {
 }
 
 export function checkModelConfig(c: ModelConfig): void {
+  c = resolveModelConfig(c);
   const ints: Array<[string, number]> = [['vocab', c.vocab], ['dim', c.dim], ['nLayer', c.nLayer], ['nHead', c.nHead], ['seqLen', c.seqLen], ['ffnDim', c.ffnDim]];
   for (const [k, v] of ints) if (!Number.isInteger(v) || v <= 0) throw new UsageError(`model.${k} must be a positive integer, got ${v}`);
   if (!Number.isInteger(c.nExpert) || c.nExpert < 0) throw new UsageError(`model.nExpert must be an integer ≥ 0, got ${c.nExpert}`);
@@ -71,6 +119,7 @@ export function checkModelConfig(c: ModelConfig): void {
 
 /** Every parameter tensor, in GGUF names and row-major shapes. */
 export function paramLayout(c: ModelConfig): ParamInfo[] {
+  c = resolveModelConfig(c);
   const { vocab: V, dim: D, nLayer: L, nExpert: E, ffnDim: F } = c;
   const R = E + (c.router.nullExperts ?? 0);
   const Fs = c.sharedDim ?? 0;
@@ -196,6 +245,8 @@ export interface ForwardCache {
 }
 
 export class MoeLM {
+  /** the resolved config (fine-grained segmentation applied; see resolveModelConfig) */
+  readonly config: ModelConfig;
   readonly layout: ParamInfo[];
   readonly params: Float32Array;
   readonly grads: Float32Array;
@@ -206,8 +257,10 @@ export class MoeLM {
   private rope: RopeTable;
   readonly shape: MoeShape;
 
-  constructor(readonly config: ModelConfig) {
+  constructor(config: ModelConfig) {
+    config = resolveModelConfig(config);
     checkModelConfig(config);
+    this.config = config;
     this.layout = paramLayout(config);
     const n = this.layout.reduce((a, p) => a + p.size, 0);
     this.params = new Float32Array(n);

@@ -17,9 +17,10 @@ import { useNativeKernels } from './layers.js';
 import { BpeEncoder, bpeFromTokenizerJson, bpeTokenizerConfig, bpeTokenizerJson, trainBpe } from './bpe.js';
 import { exportArch, exportGGUF, loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.js';
 import { loadCorpus, splitDocs, tokenizeDocs, trainBatch, valBatches, type DataConfig } from './data.js';
-import { MoeLM, type ModelConfig } from './model.js';
+import { checkModelConfig, MoeLM, type ModelConfig } from './model.js';
 import { AdamW, type OptimConfig } from './optim.js';
 import { trainStep } from './step.js';
+import { readDenseCheckpoint, upcycle, type DenseCheckpoint, type InitConfig } from './upcycle.js';
 
 export interface TrainConfig {
   /** model shape and router; `vocab` comes from the tokenizer */
@@ -27,6 +28,8 @@ export interface TrainConfig {
   tokenizer: { vocabSize: number };
   data: DataConfig;
   optim: Omit<OptimConfig, 'steps'>;
+  /** where the weights start: fresh (default) or upcycled from a dense checkpoint (src/train/upcycle.ts) */
+  init?: InitConfig;
   train: {
     steps: number;
     batchSize: number;
@@ -53,6 +56,8 @@ export interface TrainOptions {
   exportGguf?: boolean;
   /** threads of the native training kernels (default: physical cores); 0 = the plain TypeScript kernels */
   threads?: number;
+  /** upcycle from this dense checkpoint folder (overrides config.init.upcycleFrom) */
+  upcycleFrom?: string;
 }
 
 export interface TrainResult {
@@ -78,6 +83,21 @@ export function readTrainConfig(path: string): TrainConfig {
   return c;
 }
 
+/**
+ * Switch on the kernels a training run uses (the native ones on `threads` threads, default physical
+ * cores; 0 or no addon = plain TypeScript); returns the switch-off and a label of what runs. bench/train.ts uses this too, so
+ * the benchmark measures whatever the trainer runs.
+ */
+export function trainKernels(threads?: number): { release(): void; label: string } {
+  const n = threads ?? physicalCores();
+  const native = n > 0 && nativeAvailable();
+  useNativeKernels(native ? n : 0);
+  return {
+    release: () => useNativeKernels(0),
+    label: native ? `native kernels, ${n} thread${n > 1 ? 's' : ''}` : n > 0 ? 'TypeScript kernels (native addon not built: npm run build:native)' : 'TypeScript kernels',
+  };
+}
+
 /** Validation loss (mean next-token NLL) over fixed windows. */
 export function evaluate(model: MoeLM, batches: ReturnType<typeof valBatches>): number {
   let sum = 0;
@@ -100,16 +120,26 @@ export async function train(cfg: TrainConfig, o: TrainOptions): Promise<TrainRes
   const resuming = o.resume && existsSync(join(lastDir, 'state.json'));
   if (o.resume && !resuming) log(`no checkpoint in ${lastDir}: starting from scratch`);
 
+  // bad model options fail now, before minutes of tokenizer training
+  checkModelConfig({ ...cfg.model, vocab: cfg.model.vocab ?? cfg.tokenizer.vocabSize } as ModelConfig);
   // tokenizer: trained on the training documents, or the checkpoint's own
   const docs = loadCorpus(cfg.data);
   const split = splitDocs(docs, cfg.data.valFraction);
   let tokenizerJson: Record<string, unknown>;
+  const upcycleFrom = o.upcycleFrom ?? cfg.init?.upcycleFrom;
+  if (upcycleFrom !== undefined && (typeof upcycleFrom !== 'string' || !upcycleFrom)) throw new UsageError(`init.upcycleFrom must be a checkpoint folder path, got ${JSON.stringify(upcycleFrom)}`);
+  if (upcycleFrom) cfg = { ...cfg, init: { ...cfg.init, upcycleFrom } };
+  let dense: DenseCheckpoint | undefined;
   if (resuming) {
     const saved = JSON.parse(readFileSync(join(lastDir, 'config.json'), 'utf8')) as TrainConfig;
     if (JSON.stringify(saved.model) !== JSON.stringify({ ...cfg.model, vocab: saved.model.vocab })) {
       throw new UsageError(`--resume: the model section of the config differs from the checkpoint's (${lastDir}/config.json)`);
     }
     tokenizerJson = JSON.parse(readFileSync(join(lastDir, 'tokenizer.json'), 'utf8'));
+  } else if (upcycleFrom) {
+    dense = readDenseCheckpoint(upcycleFrom);
+    tokenizerJson = dense.tokenizerJson;
+    log(`upcycling from the dense checkpoint ${upcycleFrom} (its tokenizer, ${dense.model.config.vocab} tokens; tokenizer.vocabSize is ignored)`);
   } else {
     const t0 = Date.now();
     tokenizerJson = bpeTokenizerJson(trainBpe(split.train, cfg.tokenizer.vocabSize));
@@ -127,6 +157,7 @@ export async function train(cfg: TrainConfig, o: TrainOptions): Promise<TrainRes
   const steps = cfg.train.steps;
   const optim: OptimConfig = { ...cfg.optim, steps };
   const model = new MoeLM(modelCfg);
+  const mc = model.config; // resolved: fine-grained segmentation applied
   const opt = new AdamW(model.layout, model.nParams, optim);
   let state: TrainState = { step: 0, bestValLoss: null, log: [] };
   if (resuming) {
@@ -134,10 +165,16 @@ export async function train(cfg: TrainConfig, o: TrainOptions): Promise<TrainRes
     log(`resumed from ${lastDir} at step ${state.step}`);
   } else {
     model.init(cfg.train.seed);
+    if (dense) {
+      const u = upcycle(dense.model, model, { routerStd: cfg.init?.routerStd, seed: cfg.train.seed });
+      log(`upcycled: ${mc.nExpert} experts = copies of the dense FFN; ${u.copied.length} tensors copied, fresh: ${u.fresh.join(', ')}`);
+      if (!mc.router.normalize) log('note: router.normalize is false, so the upcycled FFN output starts scaled by Σ top-k p (≈ K/E), not equal to the dense FFN');
+    }
   }
-  try { exportArch(modelCfg); } catch (e) { log(`note: ${(e as Error).message}`); }
+  try { exportArch(mc); } catch (e) { log(`note: ${(e as Error).message}`); }
   log(`data: ${cfg.data.source}, ${split.train.length} train / ${split.val.length} val documents, ${trainTok.length} / ${valTok.length} tokens`);
-  log(`model: ${modelCfg.nLayer} layers, D ${modelCfg.dim}, ${modelCfg.nExpert} experts top-${modelCfg.router.K}${modelCfg.sharedDim ? ` + shared ${modelCfg.sharedDim}` : ''}, ${(model.nParams / 1e6).toFixed(2)}M params (${(model.activeParams / 1e6).toFixed(2)}M active)`);
+  const ffnDesc = mc.nExpert === 0 ? `dense FFN ${mc.ffnDim}` : `${mc.nExpert} experts of ${mc.ffnDim} top-${mc.router.K}${(cfg.model.fineGrained ?? 1) > 1 ? ` (fine-grained ×${cfg.model.fineGrained})` : ''}${mc.sharedDim ? ` + shared ${mc.sharedDim}` : ''}`;
+  log(`model: ${mc.nLayer} layers, D ${mc.dim}, ${ffnDesc}, ${(model.nParams / 1e6).toFixed(2)}M params (${(model.activeParams / 1e6).toFixed(2)}M active)`);
 
   const vb = valBatches(valTok, B, S, cfg.train.evalTokens ?? 16384);
   const evalEvery = cfg.train.evalEvery ?? 0;
@@ -150,8 +187,8 @@ export async function train(cfg: TrainConfig, o: TrainOptions): Promise<TrainRes
   let interrupted = false;
   const onSig = () => { interrupted = true; log('interrupt: saving a checkpoint after this step (Ctrl-C again to abort)'); process.off('SIGINT', onSig); };
   process.on('SIGINT', onSig);
-  const threads = o.threads ?? physicalCores();
-  useNativeKernels(threads > 0 && nativeAvailable() ? threads : 0);
+  const kernels = trainKernels(o.threads);
+  log(`kernels: ${kernels.label}`);
   const t0 = Date.now();
   const step0 = state.step;
   let last = { loss: NaN, lm: NaN };
@@ -169,7 +206,7 @@ export async function train(cfg: TrainConfig, o: TrainOptions): Promise<TrainRes
       const done = state.step - step0;
       if (state.step % logEvery === 0 || state.step === stopAt) {
         const tokS = (done * B * S) / elapsed;
-        const loads = r.counts.map((c) => { let mx = 0, s = 0; for (let i = 0; i < modelCfg.nExpert; i++) { mx = Math.max(mx, c[i]); s += c[i]; } return mx / (s / modelCfg.nExpert || 1); });
+        const loads = r.counts.map((c) => { let mx = 0, s = 0; for (let i = 0; i < mc.nExpert; i++) { mx = Math.max(mx, c[i]); s += c[i]; } return mx / (s / mc.nExpert || 1); });
         const eta = ((stopAt - state.step) * elapsed) / done;
         log(
           `step ${state.step}/${steps} | ${tokS.toFixed(0)} tok/s | loss ${r.loss.toFixed(4)} (lm ${r.lm.toFixed(4)} lb ${r.lb.toFixed(4)} z ${r.z.toFixed(4)})` +
@@ -195,13 +232,13 @@ export async function train(cfg: TrainConfig, o: TrainOptions): Promise<TrainRes
   } finally {
     process.off('SIGINT', onSig);
     if (state.step !== lastSaved || !existsSync(lastDir)) save(lastDir);
-    useNativeKernels(0);
+    kernels.release();
   }
   let gguf: string | undefined;
   if ((o.exportGguf ?? true) && state.step >= stopAt && !interrupted) {
     try {
       gguf = join(o.out, 'model.gguf');
-      const a = exportGGUF(gguf, model, tokenizerJson, tokenizerConfig, `moekit ${modelCfg.nLayer}L-${modelCfg.nExpert}E trained on ${cfg.data.source}`);
+      const a = exportGGUF(gguf, model, tokenizerJson, tokenizerConfig, `moekit ${mc.nLayer}L-${mc.nExpert}E trained on ${cfg.data.source}`);
       log(`exported ${gguf} (${a})`);
     } catch (e) {
       gguf = undefined;
