@@ -12,7 +12,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { UsageError } from '../errors.js';
-import { Rng } from '../testing/generate-model.js';
+import { Rng } from '../rng.js';
 import type { BpeEncoder } from './bpe.js';
 
 export interface DataConfig {

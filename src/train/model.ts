@@ -8,7 +8,7 @@
  * names and row-major shapes, so the optimizer, clipping and checkpoints see a single array.
  */
 import { UsageError } from '../errors.js';
-import { Rng } from '../testing/generate-model.js';
+import { Rng } from '../rng.js';
 import {
   attention_backward, attention_forward, crossentropy_backward, crossentropy_forward, embedding_backward, embedding_forward,
   matmul_backward, matmul_forward, rmsnorm_backward, rmsnorm_forward, rope_backward, rope_forward, rope_table, type RopeTable,

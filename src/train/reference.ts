@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { GGMLType } from '../tensor.js';
 import { writeSafetensors } from '../formats/safetensors.js';
-import { Rng } from '../testing/generate-model.js';
+import { Rng } from '../rng.js';
 import { MoeLM, type ModelConfig } from './model.js';
 import { AdamW, type OptimConfig } from './optim.js';
 import { trainStep, type StepResult } from './step.js';

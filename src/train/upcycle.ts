@@ -19,7 +19,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointError, UsageError } from '../errors.js';
-import { Rng } from '../testing/generate-model.js';
+import { Rng } from '../rng.js';
 import { loadCheckpoint } from './checkpoint.js';
 import { MoeLM, type ModelConfig } from './model.js';
 
