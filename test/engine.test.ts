@@ -132,4 +132,11 @@ test('CLI run --chat applies the model chat template and keeps the conversation'
   // two turns, each ending with the summary line
   assert.equal((r.stderr.match(/decode \d+ tok/g) ?? []).length, 2, r.stderr);
   assert.ok(r.stdout.trim().split('\n').length >= 2, r.stdout);
+  // SCMoE in a chat: each turn re-reads the conversation with its two passes
+  const s = spawnSync(process.execPath, [cli, 'run', chat, '--chat', '--scmoe', '-n', '4', '--temp', '0', '-t', '1'], {
+    input: 'Call me Ishmael.\nWhat next?\n\n',
+    encoding: 'utf8',
+  });
+  assert.equal(s.status, 0, s.stderr);
+  assert.equal((s.stderr.match(/decode \d+ tok/g) ?? []).length, 2, s.stderr);
 });

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import { argmax, loadModel, type Model } from '../src/engine/model.js';
 import { UsageError } from '../src/errors.js';
 import { rankPolicy } from '../src/routing/controls.js';
-import { contrastLogits, scmoeGenerateTokens } from '../src/routing/scmoe.js';
+import { contrastLogits, scmoeGenerate, scmoeGenerateTokens } from '../src/routing/scmoe.js';
 import { generateModel, makeSpec } from '../src/testing/generate-model.js';
 
 const CACHE = join(import.meta.dirname, '..', '.cache', 'routing-tests');
@@ -69,4 +69,26 @@ test('bad SCMoE options are UsageErrors', async () => {
   for (const o of [{ alpha: 0 }, { beta: -1 }, { rank: 8 }, { rank: 1.5 }]) {
     await assert.rejects(collect(scmoeGenerateTokens(model, ids, { ...o, maxTokens: 1 })), UsageError, JSON.stringify(o));
   }
+});
+
+test('SCMoE text honours stop strings (not emitted, stopReason "stop") like Model.generate', async () => {
+  const prompt = 'Call me Ishmael. Some years ago';
+  const opts = { maxTokens: 24, temperature: 0 };
+  let full = '';
+  for await (const piece of scmoeGenerate(model, prompt, opts)) full += piece;
+  assert.equal(model.lastStats?.stopReason, 'length');
+  const stop = full.slice(Math.floor(full.length / 2), Math.floor(full.length / 2) + 3);
+  assert.ok(stop.length === 3, `too little text generated: ${JSON.stringify(full)}`);
+  let cut = '';
+  for await (const piece of scmoeGenerate(model, prompt, { ...opts, stop: [stop] })) cut += piece;
+  assert.equal(cut, full.slice(0, full.indexOf(stop)));
+  assert.equal(model.lastStats?.stopReason, 'stop');
+  // the plain path shares the streamer: same contract
+  let plain = '';
+  for await (const piece of model.generate(prompt, { ...opts })) plain += piece;
+  const stop2 = plain.slice(Math.floor(plain.length / 2), Math.floor(plain.length / 2) + 3);
+  let plainCut = '';
+  for await (const piece of model.generate(prompt, { ...opts, stop: [stop2] })) plainCut += piece;
+  assert.equal(plainCut, plain.slice(0, plain.indexOf(stop2)));
+  assert.equal(model.lastStats?.stopReason, 'stop');
 });

@@ -4,7 +4,6 @@
  */
 import type { Command } from 'commander';
 import type { GenerateOptions, Model } from '../engine/model.js';
-import { UsageError } from '../errors.js';
 import type { ForwardHooks } from '../nn/moe.js';
 import { hasControls, routingHooks, type RoutingControls } from '../routing/controls.js';
 import { parseExperts, parsePairs, parseThreshold, parseTopP, readSkipFile } from '../routing/parse.js';
@@ -62,7 +61,7 @@ export interface RoutingSession {
   /** steering policy (if any) and the active-experts counter */
   hooks: ForwardHooks;
   active: ActiveExperts;
-  /** generate text with these flags (SCMoE when --scmoe) */
+  /** generate text with these flags (SCMoE when --scmoe; it ignores gen.sequence and re-reads the prompt) */
   generate(prompt: string, gen: GenerateOptions): AsyncGenerator<string, unknown>;
   /** one stderr line: mean active experts per token, overall and per layer ('' when no routing flag is set) */
   report(): string;
@@ -81,15 +80,8 @@ export function routingFromFlags(f: RoutingFlags, model: Model): RoutingSession 
     active,
     generate(prompt, gen) {
       if (!f.scmoe) return model.generate(prompt, { ...gen, hooks });
-      if (gen.stop?.length) throw new UsageError('--stop is not supported with --scmoe yet; leave it out');
-      return (async function* () {
-        const it = scmoeGenerate(model, prompt, { ...gen, hooks, alpha: f.scmoeAlpha, beta: f.scmoeBeta, rank: f.scmoeRank });
-        for (;;) {
-          const r = await it.next();
-          if (r.done) { model.lastStats = r.value; return r.value; }
-          yield r.value;
-        }
-      })();
+      // SCMoE keeps two KV caches of its own, so a chat turn (gen.sequence) is re-read from the start
+      return scmoeGenerate(model, prompt, { ...gen, hooks, alpha: f.scmoeAlpha, beta: f.scmoeBeta, rank: f.scmoeRank });
     },
     report() {
       if (!steered) return '';

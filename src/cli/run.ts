@@ -6,7 +6,7 @@ import { loadModel, type GenerateOptions, type Model } from '../engine/model.js'
 import { UsageError } from '../errors.js';
 import { applyChatTemplate } from '../tokenizer/chat.js';
 import { collect, floatFlag, intFlag, peakRss, formatBytes } from './args.js';
-import { addRoutingOptions, routingFromFlags, type RoutingFlags } from './routing-flags.js';
+import { addRoutingOptions, routingFromFlags, type RoutingFlags, type RoutingSession } from './routing-flags.js';
 
 interface RunFlags extends RoutingFlags {
   prompt?: string;
@@ -63,8 +63,7 @@ export function registerRun(program: Command): void {
           seed: f.seed,
           stop: f.stop,
         };
-        if (f.chat && f.scmoe) throw new UsageError('--scmoe does not work with --chat yet; use -p');
-        if (f.chat) await chatLoop(model, gen, f.system);
+        if (f.chat) await chatLoop(model, routing, gen, f.system);
         else {
           const prompt = f.prompt ?? 'Once upon a time';
           for await (const piece of routing.generate(prompt, gen)) process.stdout.write(piece);
@@ -89,7 +88,7 @@ function printSummary(model: Model): void {
   );
 }
 
-async function chatLoop(model: Model, gen: GenerateOptions, system?: string): Promise<void> {
+async function chatLoop(model: Model, routing: RoutingSession, gen: GenerateOptions, system?: string): Promise<void> {
   const template = model.chatTemplate;
   if (!template) {
     throw new UsageError(`${model.info.path} has no chat template (tokenizer.chat_template / tokenizer_config.json); use -p for plain completion`);
@@ -109,7 +108,7 @@ async function chatLoop(model: Model, gen: GenerateOptions, system?: string): Pr
         eosToken: model.tokenizer.eos !== undefined ? model.tokenizer.tokenText(model.tokenizer.eos) : '',
       });
       let reply = '';
-      for await (const piece of model.generate(prompt, { ...gen, sequence: seq, addSpecial: false, parseSpecial: true })) {
+      for await (const piece of routing.generate(prompt, { ...gen, sequence: seq, addSpecial: false, parseSpecial: true })) {
         reply += piece;
         process.stdout.write(piece);
       }

@@ -199,34 +199,7 @@ export class Model {
   /** Stream generated text: pieces never split a UTF-8 character; stop strings are not emitted. */
   async *generate(prompt: string, opts: GenerateOptions = {}): AsyncGenerator<string, GenerationStats | undefined> {
     const ids = this.tokenize(prompt, { addSpecial: opts.addSpecial ?? true, parseSpecial: opts.parseSpecial ?? true });
-    const stops = (opts.stop ?? []).filter((s) => s.length > 0);
-    const dec = this.tokenizer.streamDecoder();
-    let pending = '';
-    const gen = this.generateTokens(ids, opts);
-    for await (const id of gen) {
-      pending += dec.push(id);
-      if (stops.length) {
-        const hit = firstStop(pending, stops);
-        if (hit >= 0) {
-          if (hit > 0) yield pending.slice(0, hit);
-          if (this.lastStats) this.lastStats.stopReason = 'stop';
-          await gen.return(undefined as never);
-          if (this.lastStats) this.lastStats.stopReason = 'stop';
-          return this.lastStats;
-        }
-        const keep = heldBack(pending, stops);
-        if (pending.length > keep) {
-          yield pending.slice(0, pending.length - keep);
-          pending = pending.slice(pending.length - keep);
-        }
-      } else if (pending) {
-        yield pending;
-        pending = '';
-      }
-    }
-    pending += dec.flush();
-    if (pending) yield pending;
-    return this.lastStats;
+    return yield* streamText(this, this.generateTokens(ids, opts), opts.stop);
   }
 
   async close(): Promise<void> {
@@ -245,6 +218,46 @@ export class Model {
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
       if (!Number.isInteger(id) || id < 0 || id >= V) throw new UsageError(`token id ${id} at position ${i} is outside the vocabulary [0, ${V})`);
+    }
+  }
+}
+
+/**
+ * Text of a token stream: pieces never split a UTF-8 character; generation ends at the first stop string,
+ * which is not emitted (text that may begin one is held back until it is resolved). Shared by
+ * `Model.generate` and SCMoE decoding; `gen` must leave its stats in `model.lastStats` when it ends.
+ */
+export async function* streamText(
+  model: Model, gen: AsyncGenerator<number, GenerationStats>, stop: string[] = [],
+): AsyncGenerator<string, GenerationStats> {
+  const stops = stop.filter((s) => s.length > 0);
+  const dec = model.tokenizer.streamDecoder();
+  let pending = '';
+  for (;;) {
+    const r = await gen.next();
+    if (r.done) {
+      pending += dec.flush();
+      if (pending) yield pending;
+      return r.value;
+    }
+    pending += dec.push(r.value);
+    if (!stops.length) {
+      if (pending) yield pending;
+      pending = '';
+      continue;
+    }
+    const hit = firstStop(pending, stops);
+    if (hit >= 0) {
+      if (hit > 0) yield pending.slice(0, hit);
+      await gen.return(undefined as never); // runs the generator's finally, which records its stats
+      const stats = model.lastStats!;
+      stats.stopReason = 'stop';
+      return stats;
+    }
+    const keep = heldBack(pending, stops);
+    if (pending.length > keep) {
+      yield pending.slice(0, pending.length - keep);
+      pending = pending.slice(pending.length - keep);
     }
   }
 }

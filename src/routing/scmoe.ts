@@ -12,7 +12,7 @@
  * The two passes have their own KV caches. After the prompt, each decode step runs both sequences in one
  * batched forward pass, with a policy that routes the strong rows normally and the weak rows by rank.
  */
-import type { GenerationStats, Model } from '../engine/model.js';
+import { streamText, type GenerationStats, type Model } from '../engine/model.js';
 import { Sampler, type SamplingOptions } from '../engine/sampler.js';
 import { ContextOverflowError, UsageError } from '../errors.js';
 import { route, type ForwardHooks, type RoutePolicy, type Routing } from '../nn/moe.js';
@@ -97,25 +97,17 @@ export async function* scmoeGenerateTokens(model: Model, ids: number[], opts: Sc
     }
   } finally {
     stats.genMs = performance.now() - t1;
+    model.lastStats = stats;
   }
   return stats;
 }
 
-/** Stream text generated with self-contrast decoding (pieces never split a UTF-8 character). */
-export async function* scmoeGenerate(model: Model, prompt: string, opts: ScmoeOptions & { addSpecial?: boolean } = {}): AsyncGenerator<string, GenerationStats> {
-  const ids = model.tokenizer.encode(prompt, { addSpecial: opts.addSpecial ?? true, parseSpecial: true });
-  const dec = model.tokenizer.streamDecoder();
-  const gen = scmoeGenerateTokens(model, ids, opts);
-  for (;;) {
-    const r = await gen.next();
-    if (r.done) {
-      const tail = dec.flush();
-      if (tail) yield tail;
-      return r.value;
-    }
-    const piece = dec.push(r.value);
-    if (piece) yield piece;
-  }
+/** Stream text generated with self-contrast decoding (pieces never split a UTF-8 character; stop strings end it). */
+export function scmoeGenerate(
+  model: Model, prompt: string, opts: ScmoeOptions & { addSpecial?: boolean; parseSpecial?: boolean; stop?: string[] } = {},
+): AsyncGenerator<string, GenerationStats> {
+  const ids = model.tokenizer.encode(prompt, { addSpecial: opts.addSpecial ?? true, parseSpecial: opts.parseSpecial ?? true });
+  return streamText(model, scmoeGenerateTokens(model, ids, opts), opts.stop);
 }
 
 const defaultPolicy: RoutePolicy = (_l, logits, T, E, K, router) => route(logits, T, E, K, router);
