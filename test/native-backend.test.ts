@@ -230,6 +230,59 @@ test('AVX-512 (VNNI) kernels are bit-identical to the AVX2 kernels: matmul and m
   }
 });
 
+test('Q4_K repacked by 16 rows (AVX-512 and scalar kernels) == Q4_K as stored, bit for bit', { skip }, () => {
+  // NativeBackend repacks Q4_K on AVX-512 CPUs (native.ts weightData); the addon's layout id is 140
+  const a = loadAddon() as unknown as {
+    setSimd(on: boolean | number): boolean;
+    cpuFeatures(): { simd: boolean; avx2: boolean; avx512: boolean };
+    repackQ4K(dst: Uint8Array, src: Uint8Array, N: number, K: number, threads: number): void;
+    matmul(y: Float32Array, x: Float32Array, w: Uint8Array, type: number, T: number, N: number, K: number, threads: number): void;
+    moeFfn(out: Float32Array, x: Float32Array, g: Uint8Array, gt: number, u: Uint8Array, ut: number, d: Uint8Array, dt: number,
+      ids: Int32Array, w: Float32Array, T: number, K: number, E: number, F: number, D: number, threads: number): void;
+  };
+  const R16 = 140, Q4K = GGMLType.Q4_K;
+  const pack = (w: Tensor, N: number, K: number): Uint8Array => {
+    const p = new Uint8Array(w.data.byteLength);
+    a.repackQ4K(p, w.data, N, K, 2);
+    return p;
+  };
+  const prev = a.cpuFeatures().simd;
+  const levels = a.cpuFeatures().avx512 ? [1, 2, 0] : a.cpuFeatures().avx2 ? [1, 0] : [0];
+  const r = rng(4242);
+  try {
+    for (const level of levels) {
+      a.setSimd(level);
+      for (const [N, K] of [[16, 256], [64, 512], [1040, 768]] as const) {
+        const w = weight('w', Q4K, [N, K], r), p = pack(w, N, K);
+        for (const T of [1, 3, 4, 5, 9, 64]) {
+          const x = randn(T * K, r), want = new Float32Array(T * N), got = new Float32Array(T * N);
+          a.matmul(want, x, w.data, Q4K, T, N, K, 2);
+          a.matmul(got, x, p, R16, T, N, K, 2);
+          assert.deepEqual(got, want, `matmul N=${N} K=${K} T=${T} setSimd(${level})`);
+        }
+      }
+      const E = 4, F = 256, D = 512, KE = 2;
+      const g = weight('g', Q4K, [E, F, D], r), u = weight('u', Q4K, [E, F, D], r), d = weight('d', Q4K, [E, D, F], r);
+      const d6 = weight('d6', GGMLType.Q6_K, [E, D, F], r);
+      const gp = pack(g, E * F, D), up = pack(u, E * F, D), dp = pack(d, E * D, F);
+      for (const T of [1, 2, 33]) {
+        const x = randn(T * D, r), ids = new Int32Array(T * KE).map((_, i) => (i % 3 === 2 ? -1 : (i * 7 + (i >> 1)) % E));
+        const wts = randn(T * KE, r), want = new Float32Array(T * D), got = new Float32Array(T * D);
+        a.moeFfn(want, x, g.data, Q4K, u.data, Q4K, d.data, Q4K, ids, wts, T, KE, E, F, D, 2);
+        a.moeFfn(got, x, gp, R16, up, R16, dp, R16, ids, wts, T, KE, E, F, D, 2);
+        assert.deepEqual(got, want, `moeFfn Q4_K T=${T} setSimd(${level})`);
+        a.moeFfn(want, x, g.data, Q4K, u.data, Q4K, d6.data, GGMLType.Q6_K, ids, wts, T, KE, E, F, D, 2);
+        a.moeFfn(got, x, gp, R16, u.data, Q4K, d6.data, GGMLType.Q6_K, ids, wts, T, KE, E, F, D, 2);
+        assert.deepEqual(got, want, `moeFfn Q4_K(repacked gate)/Q6_K T=${T} setSimd(${level})`);
+      }
+    }
+  } finally {
+    a.setSimd(prev);
+  }
+  assert.throws(() => a.repackQ4K(new Uint8Array(144 * 24), new Uint8Array(144 * 24), 24, 256, 1), /multiple of 16/);
+  assert.throws(() => a.repackQ4K(new Uint8Array(144 * 16), new Uint8Array(144 * 15), 16, 256, 1), /size/);
+});
+
 test('attention: native == reference with GQA and pos0 > 0, f16 (T < 64) and f32 (T >= 64) paths', { skip }, () => {
   const nb1 = new NativeBackend({ threads: 1 });
   const nb2 = new NativeBackend({ threads: 2 });

@@ -8,6 +8,7 @@
  *   attention(out, q, kCache, vCache, T, pos0, H, Hkv, Dh, ctx, scale, threads)
  *   getRows(out, w, type, K, rows)
  *   readProbe(buf, threads) -> checksum (memory read-bandwidth probe; time it from JS)
+ *   repackQ4K(dst, src, N, K, threads)   (Q4_K rows in groups of 16 for the AVX-512 kernels)
  *   setThreads(n) -> n, getThreads(), setSimd(on | 0 scalar, 1 best, 2 AVX2 only) -> active, cpuFeatures()
  *   mmapOpen(path), mmapView(handle, offset, length)   (mmap_file.c)
  *   trainGemm, trainXent, trainAttention   (train.c; the training kernels)
@@ -265,6 +266,25 @@ static napi_value js_read_probe(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* repackQ4K(dst, src, N, K, threads): Q4_K [N, K] into T_Q4_K_R16 (common.h), N a multiple of 16 */
+static napi_value js_repack_q4k(napi_env env, napi_callback_info info) {
+  napi_value a[5];
+  view dst, src;
+  int N, K, th;
+  if (!get_args(env, info, 5, a) || !get_view(env, a[0], napi_uint8_array, &dst, "dst") ||
+      !get_view(env, a[1], napi_uint8_array, &src, "src") || !get_int(env, a[2], MK_R16, IMAX, &N, "N") ||
+      !get_int(env, a[3], 1, IMAX, &K, "K") || !get_int(env, a[4], 1, 256, &th, "threads"))
+    return NULL;
+  const size_t wb = weight_bytes(T_Q4_K, K, (size_t)N);
+  if (!check(env, N % MK_R16 == 0, "repackQ4K: N must be a multiple of 16") ||
+      !check(env, wb != 0 && src.length == wb && dst.length == wb, "repackQ4K: src/dst size does not match N/K"))
+    return NULL;
+  pthread_mutex_lock(&op_lock);
+  mk_repack_q4K_r16(dst.data, src.data, N, K, threads_for(th));
+  pthread_mutex_unlock(&op_lock);
+  return NULL;
+}
+
 /* ---- training kernels (train.c) ---------------------------------------------------------------- */
 
 static napi_value js_train_gemm(napi_env env, napi_callback_info info) {
@@ -354,6 +374,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"setSimd", NULL, js_set_simd, NULL, NULL, NULL, napi_default, NULL},
     {"cpuFeatures", NULL, js_cpu_features, NULL, NULL, NULL, napi_default, NULL},
     {"readProbe", NULL, js_read_probe, NULL, NULL, NULL, napi_default, NULL},
+    {"repackQ4K", NULL, js_repack_q4k, NULL, NULL, NULL, napi_default, NULL},
     {"mmapOpen", NULL, js_mmap_open, NULL, NULL, NULL, napi_default, NULL},
     {"mmapView", NULL, js_mmap_view, NULL, NULL, NULL, napi_default, NULL},
     {"trainGemm", NULL, js_train_gemm, NULL, NULL, NULL, napi_default, NULL},

@@ -131,6 +131,25 @@ typedef struct {
   mk_tile_fn dot_tile; /* optional: several weight rows per pass (NULL = use dot row by row) */
 } mk_type_ops;
 
+/*
+ * Q4_K rows repacked by groups of 16 (not a ggml type; made by mk_repack_q4K_r16 for the AVX-512 kernels,
+ * the same bytes per row as Q4_K). One 2304-byte block holds block i of 16 consecutive rows r:
+ *   [0, 32) d[r] f16 | [32, 64) dmin[r] f16 | [64, 256) scales: bytes 0-3, 4-7, 8-11 of each row's 12 as
+ *   three arrays of 16 words | [256, 2304) qs: 32 vectors of 64 bytes, vector v lane r (4 bytes) = the
+ *   row's qs[4v .. 4v+3] (low nibbles: sub-block 2p, high nibbles: 2p+1, p = v / 8).
+ * A vector holds the same 4 elements of 16 rows, so one broadcast activation word serves all 16 and the
+ * per-row sums come out in the lanes, as llama.cpp's block_q4_Kx8 (repack.cpp) does for 8 rows.
+ */
+#define T_Q4_K_R16 140
+#define MK_R16 16
+#define MK_R16_BLOCK (MK_R16 * (int)sizeof(block_q4_K))
+/* One group of 16 repacked rows × nt <= 4 tokens, ggml's repacked-Q4_K f32 order (ggml_compat.c):
+ * s[t*s_stride + r] = row r · act_t; gemm != 0: per sub-block pair FMAs, else per block. */
+typedef void (*mk_q4K_r16_fn)(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, int nt, int gemm,
+                              float *s, size_t s_stride);
+void mk_q4K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, int nt, int gemm,
+                          float *s, size_t s_stride);
+
 /* Returns NULL for an unsupported type. simd != 0 selects the AVX2 kernels when available. */
 const mk_type_ops *mk_ops(int type, int simd);
 size_t mk_row_bytes(int type, int n);

@@ -449,6 +449,76 @@ void mkc_q4K_rows(const uint8_t *w, size_t wrow, int r0, int r1, const uint8_t *
   }
 }
 
+/* ---- the same, on Q4_K rows repacked by 16 (T_Q4_K_R16, layout in common.h) ---------------- */
+
+/* Rows [16·g0, 16·g1) of a Q4_K tensor with K columns into the repacked layout. */
+void mkc_q4K_r16_pack(uint8_t *dst, const uint8_t *src, int g0, int g1, int K) {
+  const int nb = K / QK_K;
+  for (int g = g0; g < g1; g++)
+    for (int i = 0; i < nb; i++) {
+      uint8_t *o = dst + ((size_t)g * nb + i) * MK_R16_BLOCK;
+      for (int r = 0; r < MK_R16; r++) {
+        const block_q4_K *b = (const block_q4_K *)src + (size_t)(MK_R16 * g + r) * nb + i;
+        memcpy(o + 2 * r, &b->d, 2);
+        memcpy(o + 32 + 2 * r, &b->dmin, 2);
+        for (int w = 0; w < 3; w++) memcpy(o + 64 + 64 * w + 4 * r, b->scales + 4 * w, 4);
+        for (int v = 0; v < 32; v++) memcpy(o + 256 + 64 * v + 4 * r, b->qs + 4 * v, 4);
+      }
+    }
+}
+
+/* The reference for the layout: q4K_rp_dot_scalar's arithmetic, row r of the group read in place. */
+MKC_FMA_CLONES static void q4K_r16_group_scalar(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride,
+                                                int nt, int gemm, float *s, size_t s_stride) {
+  for (int t = 0; t < nt; t++)
+    for (int r = 0; r < MK_R16; r++) {
+      float acc = 0, accm = 0;
+      for (int i = 0; i < nb; i++) {
+        const uint8_t *b = wg + (size_t)i * MK_R16_BLOCK;
+        const block_q8_K *x = (const block_q8_K *)(act + (size_t)t * act_stride) + i;
+        uint8_t q[12], sc[8], mn[8];
+        uint16_t dh, mh;
+        for (int w = 0; w < 3; w++) memcpy(q + 4 * w, b + 64 + 64 * w + 4 * r, 4);
+        for (int j = 0; j < 8; j++) scale_min_k4(j, q, &sc[j], &mn[j]);
+        memcpy(&dh, b + 2 * r, 2);
+        memcpy(&mh, b + 32 + 2 * r, 2);
+        const float d = f16_to_f32(dh) * x->d, dm = f16_to_f32(mh) * x->d;
+        int ib = 0, im = 0;
+        for (int p = 0; p < 4; p++) {
+          int ip = 0;
+          for (int l = 0; l < 32; l++) {
+            const uint8_t qb = b[256 + 64 * (8 * p + l / 4) + 4 * r + l % 4];
+            ip += sc[2 * p] * (qb & 0xF) * x->qs[64 * p + l] + sc[2 * p + 1] * (qb >> 4) * x->qs[64 * p + 32 + l];
+          }
+          if (gemm) {
+            acc = fmaf((float)ip, d, acc);
+            accm = fmaf((float)min_pair(mn, x, p), dm, accm);
+          } else {
+            ib += ip;
+            im += min_pair(mn, x, p);
+          }
+        }
+        if (!gemm) {
+          acc = fmaf((float)ib, d, acc);
+          accm = fmaf((float)im, dm, accm);
+        }
+      }
+      s[(size_t)t * s_stride + r] = acc - accm;
+    }
+}
+
+void mkc_q4K_r16_rows(const uint8_t *w, int K, int ngroups, const uint8_t *act, size_t arow, int T, int tg, float *y,
+                      size_t ystride, int simd) {
+  const int nb = K / QK_K;
+  const mk_q4K_r16_fn fn = simd >= 2 ? mk_q4K_r16_group_512 : q4K_r16_group_scalar;
+  for (int t0 = 0; t0 < T; t0 += MKC_NT) {
+    const int nt = T - t0 < MKC_NT ? T - t0 : MKC_NT, gemm = t0 < tg;
+    for (int g = 0; g < ngroups; g++)
+      fn(nb, w + (size_t)g * nb * MK_R16_BLOCK, act + (size_t)t0 * arow, arow, nt, gemm, y + (size_t)t0 * ystride + MK_R16 * g,
+         ystride);
+  }
+}
+
 /* ---- flash attention, SIMD ---------------------------------------------------------------
  *
  * Bit-identical to attn_one_chunk_scalar / attn_tiled_scalar above (the reference): every f32

@@ -24,4 +24,9 @@ void mkc_quant_q8_K_rows(const float *x, int T, int K, uint8_t *dst, size_t arow
 void mkc_dot_q4K_gemv(int n, const void *w_row, const void *act, size_t act_stride, int nt, float *s);
 void mkc_q4K_rows(const uint8_t *w, size_t wrow, int r0, int r1, const uint8_t *act, size_t arow, int T, int K,
                   float *y, size_t ystride);
+/* The same on Q4_K rows repacked by 16 (T_Q4_K_R16): pack rows [16·g0, 16·g1); y[t, r] for the 16·ngroups
+ * rows from w (a group start), tokens t < tg in gemm order; simd >= 2: AVX-512 */
+void mkc_q4K_r16_pack(uint8_t *dst, const uint8_t *src, int g0, int g1, int K);
+void mkc_q4K_r16_rows(const uint8_t *w, int K, int ngroups, const uint8_t *act, size_t arow, int T, int tg, float *y,
+                      size_t ystride, int simd);
 #endif

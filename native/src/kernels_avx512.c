@@ -227,6 +227,104 @@ static TGT5 void tile_q6_K_512(int n, const void *w, size_t w_stride, int nr, co
   }
 }
 
+/*
+ * Q4_K rows repacked by 16 (T_Q4_K_R16, layout in common.h): 16 rows per 512-bit vector, one int32 lane per
+ * row, so nothing is summed horizontally. Per block and token: for each sub-block pair p, 8 vectors of
+ * nibbles times broadcast activation words (vpdpbusd, u4 × s8) give each row's sub-block sums; times the
+ * 6-bit scales (vpmulld) they make the pair sum Σ sc_s·(q·y)_s; the mins term of the pair is one vpdpwssd
+ * of (m_2p, m_2p+1) with (bsum32_2p, bsum32_2p+1). The f32 steps are ggml_gemv_q4_K_8x8_q8_K's (one FMA
+ * of the block sum per block) or, with gemm, ggml_gemm_q4_K_8x8_q8_K's (one per pair), lane by lane:
+ * bit-identical to q4K_r16_group_scalar (ggml_compat.c).
+ */
+/* every cache line is prefetched two blocks ahead (one 16-row block is 36 lines; measured on a 300 MB
+ * matmul: ~1.5× the bandwidth of no software prefetch, farther is no better) */
+#define R16_PREFETCH (2 * MK_R16_BLOCK)
+
+static AI TGT5 void q4K_r16_impl(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, float *s,
+                                 size_t s_stride, const int NT, const int GEMM) {
+  __m512 acc[4], accm[4];
+  for (int t = 0; t < NT; t++) acc[t] = accm[t] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m6 = _mm512_set1_epi8(0x3F), m2 = _mm512_set1_epi8(0x30);
+  /* vpshufb controls (per 128-bit lane, dword d at bytes 4d): byte s of each dword to byte 0, zero
+   * above; bytes 2k, 2k+1 to words 0, 1 (0x8x bytes give zero) */
+  const __m512i lane4 = _mm512_set_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0, 0x0C0C0C0C, 0x08080808, 0x04040404, 0,
+                                         0x0C0C0C0C, 0x08080808, 0x04040404, 0, 0x0C0C0C0C, 0x08080808, 0x04040404, 0);
+  __m512i sel_sc[4], sel_mn[2];
+  for (int k = 0; k < 4; k++) sel_sc[k] = _mm512_add_epi32(_mm512_set1_epi32((int)(0x80808000u + (unsigned)k)), lane4);
+  for (int k = 0; k < 2; k++)
+    sel_mn[k] = _mm512_add_epi32(_mm512_set1_epi32((int)(0x80008000u | (unsigned)(2 * k + 1) << 16 | (unsigned)(2 * k))), lane4);
+  for (int i = 0; i < nb; i++) {
+    const uint8_t *b = wg + (size_t)i * MK_R16_BLOCK;
+    for (int k = 0; k < 4; k++) _mm_prefetch((const char *)b + R16_PREFETCH + 64 * k, _MM_HINT_T0);
+    /* get_scale_min_k4 for 16 rows at once (as k4_scales.h): lane r byte k of sclo/schi = sc[k]/sc[4+k] */
+    const __m512i u0 = _mm512_loadu_si512(b + 64), u1 = _mm512_loadu_si512(b + 128), u2 = _mm512_loadu_si512(b + 192);
+    const __m512i sclo = _mm512_and_si512(u0, m6), mlo = _mm512_and_si512(u1, m6);
+    const __m512i schi = _mm512_or_si512(_mm512_and_si512(u2, m4), _mm512_and_si512(_mm512_srli_epi32(u0, 2), m2));
+    const __m512i mhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), m4), _mm512_and_si512(_mm512_srli_epi32(u1, 2), m2));
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b));
+    const __m512 dmw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + 32)));
+    /* per token: (bsum32_2p, bsum32_2p+1) as int16 pairs, pair p in word pair pw[p] */
+    int32_t pw[4][8];
+    __m512i P[4], M[4]; /* gemv: the block's sums; gemm: the current pair's */
+    for (int t = 0; t < NT; t++) {
+      const block_q8_K *x = (const block_q8_K *)(act + (size_t)t * act_stride) + i;
+      const __m256i b32 = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums), _mm256_set1_epi16(1));
+      _mm256_storeu_si256((__m256i *)pw[t], _mm256_packs_epi32(b32, b32)); /* dwords 0, 1, 4, 5: pairs 0-3 */
+      P[t] = M[t] = _mm512_setzero_si512();
+    }
+    for (int p = 0; p < 4; p++) {
+      __m512i lo[4], hi[4];
+      for (int t = 0; t < NT; t++) lo[t] = hi[t] = _mm512_setzero_si512();
+      for (int v = 8 * p; v < 8 * p + 8; v++) {
+        _mm_prefetch((const char *)b + R16_PREFETCH + 256 + 64 * v, _MM_HINT_T0);
+        const __m512i q = _mm512_loadu_si512(b + 256 + 64 * v);
+        const __m512i ql = _mm512_and_si512(q, m4), qh = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        for (int t = 0; t < NT; t++) {
+          const int8_t *y = ((const block_q8_K *)(act + (size_t)t * act_stride) + i)->qs + 64 * p + 4 * (v - 8 * p);
+          int32_t yl, yh;
+          memcpy(&yl, y, 4);
+          memcpy(&yh, y + 32, 4);
+          lo[t] = _mm512_dpbusd_epi32(lo[t], ql, _mm512_set1_epi32(yl));
+          hi[t] = _mm512_dpbusd_epi32(hi[t], qh, _mm512_set1_epi32(yh));
+        }
+      }
+      const __m512i s_lo = _mm512_shuffle_epi8(p < 2 ? sclo : schi, sel_sc[(2 * p) & 3]);
+      const __m512i s_hi = _mm512_shuffle_epi8(p < 2 ? sclo : schi, sel_sc[(2 * p + 1) & 3]);
+      const __m512i mins = _mm512_shuffle_epi8(p < 2 ? mlo : mhi, sel_mn[p & 1]);
+      for (int t = 0; t < NT; t++) {
+        const __m512i ps = _mm512_add_epi32(_mm512_mullo_epi32(lo[t], s_lo), _mm512_mullo_epi32(hi[t], s_hi));
+        const __m512i pm = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mins, _mm512_set1_epi32(pw[t][(p & 1) + 4 * (p >> 1)]));
+        if (GEMM) {
+          const float dx = ((const block_q8_K *)(act + (size_t)t * act_stride) + i)->d;
+          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ps), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc[t]);
+          accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pm), _mm512_mul_ps(dmw, _mm512_set1_ps(dx)), accm[t]);
+        } else {
+          P[t] = _mm512_add_epi32(P[t], ps);
+          M[t] = _mm512_add_epi32(M[t], pm);
+        }
+      }
+    }
+    if (!GEMM)
+      for (int t = 0; t < NT; t++) {
+        const float dx = ((const block_q8_K *)(act + (size_t)t * act_stride) + i)->d;
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(P[t]), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc[t]);
+        accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(M[t]), _mm512_mul_ps(dmw, _mm512_set1_ps(dx)), accm[t]);
+      }
+  }
+  for (int t = 0; t < NT; t++) _mm512_storeu_ps(s + (size_t)t * s_stride, _mm512_sub_ps(acc[t], accm[t]));
+}
+
+TGT5 void mk_q4K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, int nt, int gemm,
+                               float *s, size_t s_stride) {
+#define R16_CASE(n) \
+  case n: \
+    if (gemm) q4K_r16_impl(nb, wg, act, act_stride, s, s_stride, n, 1); \
+    else q4K_r16_impl(nb, wg, act, act_stride, s, s_stride, n, 0); \
+    break;
+  switch (nt) { R16_CASE(1) R16_CASE(2) R16_CASE(3) R16_CASE(4) default: break; }
+#undef R16_CASE
+}
+
 int mk_avx512_fill(int type, mk_type_ops *o) {
   switch (type) {
     case T_Q8_0: o->dot = dot_q8_0_512; o->dot_tile = tile_q8_0; return 1;
@@ -241,5 +339,9 @@ int mk_avx512_fill(int type, mk_type_ops *o) {
 
 int mk_cpu_has_avx512(void) { return 0; }
 int mk_avx512_fill(int type, mk_type_ops *o) { (void)type; (void)o; return 0; }
+void mk_q4K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, int nt, int gemm,
+                          float *s, size_t s_stride) {
+  (void)nb; (void)wg; (void)act; (void)act_stride; (void)nt; (void)gemm; (void)s; (void)s_stride;
+}
 
 #endif

@@ -8,14 +8,17 @@
 #include <math.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "pool.h"
 
 
-static const int kTypes[] = {T_F32, T_F16, T_BF16, T_Q8_0, T_Q4_0, T_Q4_K, T_Q5_K, T_Q6_K};
+static const int kTypes[] = {T_F32, T_F16, T_BF16, T_Q8_0, T_Q4_0, T_Q4_K, T_Q5_K, T_Q6_K, T_Q4_K_R16};
 #define NTYPES ((int)(sizeof kTypes / sizeof kTypes[0]))
 /* simd level: 0 scalar, 1 AVX2, 2 AVX-512 (VNNI) on top of AVX2 */
 static mk_type_ops scalar_ops[NTYPES], avx2_ops[NTYPES], avx512_ops[NTYPES];
@@ -33,6 +36,17 @@ void mk_ops_init(void) {
     avx512_ops[i] = avx2_ops[i];
     if (has_avx512) mk_avx512_fill(kTypes[i], &avx512_ops[i]);
   }
+  /* T_Q4_K_R16: Q4_K's sizes and activation type; its rows are computed by mkc_q4K_r16_rows only */
+  for (int i = 0; i < NTYPES; i++)
+    if (kTypes[i] == T_Q4_K_R16) {
+      mk_type_ops *lv[3] = {&scalar_ops[i], &avx2_ops[i], &avx512_ops[i]};
+      for (int l = 0; l < 3; l++) {
+        *lv[l] = *mk_ops(T_Q4_K, l);
+        lv[l]->type = T_Q4_K_R16;
+        lv[l]->dot = NULL;
+        lv[l]->dot_tile = NULL;
+      }
+    }
   const char *e = getenv("MOEKIT_NO_SIMD"), *e5 = getenv("MOEKIT_NO_AVX512");
   const int no_simd = e && *e && strcmp(e, "0") != 0, no512 = e5 && *e5 && strcmp(e5, "0") != 0;
   if (no512) has_avx512 = 0;
@@ -110,6 +124,7 @@ typedef struct {
   _Atomic int next;
   int f32_exact; /* F32 weights: sum in llama.cpp's order (ggml_compat.c), -1 = off */
   int q4k_rp;    /* Q4_K weights in llama.cpp's repacked order (ggml_compat.c mkc_q4K_rows) */
+  int r16;       /* T_Q4_K_R16 weights (the same order, mkc_q4K_r16_rows) */
 } matmul_job;
 
 static void matmul_task(void *vp, int ith, int nth) {
@@ -122,6 +137,9 @@ static void matmul_task(void *vp, int ith, int nth) {
       for (int t = 0; t < j->T; t++)
         for (int r = r0; r < r1; r++)
           j->y[(size_t)t * j->N + r] = mkc_dot_f32(w + (size_t)r * j->K, x + (size_t)t * j->K, j->K, j->f32_exact);
+    } else if (j->r16) {
+      mkc_q4K_r16_rows(j->w + (size_t)r0 * j->wrow, j->K, (r1 - r0) / MK_R16, j->act, j->arow, j->T,
+                       mkc_q4K_gemm_rows(j->T), j->y + r0, (size_t)j->N, use_simd);
     } else if (j->q4k_rp) {
       mkc_q4K_rows(j->w, j->wrow, r0, r1, j->act, j->arow, j->T, j->K, j->y, (size_t)j->N);
     } else {
@@ -130,13 +148,14 @@ static void matmul_task(void *vp, int ith, int nth) {
   }
 }
 
-/* Rows per work item: a few items per thread for balance, small enough for L1/L2 reuse. */
+/* Rows per work item: a few items per thread for balance, small enough for L1/L2 reuse; a multiple of
+ * MK_R16 (whole repacked groups). */
 static int row_chunk(int N, int T, int nth) {
   if (T == 1) {
     int c = N / (nth * 8);
-    return c < 16 ? 16 : c;
+    return c < MK_R16 ? MK_R16 : c & ~(MK_R16 - 1);
   }
-  return 16;
+  return MK_R16;
 }
 
 static void convert_rows(const mk_type_ops *o, const float *x, int T, int K, uint8_t *dst, size_t arow) {
@@ -146,17 +165,21 @@ static void convert_rows(const mk_type_ops *o, const float *x, int T, int K, uin
 void mk_matmul(float *y, const float *x, const uint8_t *w, int type, int T, int N, int K, int nth) {
   const mk_type_ops *o = mk_ops(type, use_simd);
   const size_t arow = mk_row_bytes(o->vec_dot_type, K);
-  const int q4k_rp = type == T_Q4_K && mkc_q4K_repacked(N);
+  if (type == T_Q4_K_R16 && N % MK_R16) { /* not a whole number of groups: no such tensor is packed */
+    for (size_t i = 0; i < (size_t)T * N; i++) y[i] = NAN;
+    return;
+  }
+  const int r16 = type == T_Q4_K_R16, q4k_rp = type == T_Q4_K && mkc_q4K_repacked(N);
   const uint8_t *act;
   if (o->vec_dot_type == T_F32) {
     act = (const uint8_t *)x;
   } else {
     uint8_t *buf = scratch(arow * (size_t)T);
-    if (q4k_rp) mkc_quant_q8_K_rows(x, T, K, buf, arow); /* 4-row groups as ggml's repack */
+    if (q4k_rp || r16) mkc_quant_q8_K_rows(x, T, K, buf, arow); /* 4-row groups as ggml's repack */
     else convert_rows(o, x, T, K, buf, arow);
     act = buf;
   }
-  matmul_job j = {o, w, act, mk_row_bytes(type, K), arow, y, T, N, K, 0, 0, 0, -1, q4k_rp};
+  matmul_job j = {o, w, act, mk_row_bytes(type, K), arow, y, T, N, K, 0, 0, 0, -1, q4k_rp, r16};
   if (type == T_F32) j.f32_exact = mkc_f32_sgemm(N, K, T);
   j.chunk = row_chunk(N, T, nth);
   j.nchunks = (N + j.chunk - 1) / j.chunk;
@@ -200,6 +223,20 @@ static void wait_flag(_Atomic int *p, int want) {
   }
 }
 
+/* s[t*MK_R16 + i] = row r+i of w · x_t for i < MK_R16, t < nt <= MK_TILE (r a multiple of MK_R16) */
+static void expert_group(const mk_type_ops *o, const uint8_t *w, size_t wrow, int r, int K, const uint8_t *x,
+                         size_t arow, int nt, float *s) {
+  if (o->type == T_Q4_K_R16) { /* mul_mat_id: always gemv */
+    mkc_q4K_r16_rows(w + (size_t)r * wrow, K, 1, x, arow, nt, 0, s, MK_R16, use_simd);
+    return;
+  }
+  float d[MK_TILE];
+  for (int i = 0; i < MK_R16; i++) {
+    o->dot(K, w + (size_t)(r + i) * wrow, x, arow, nt, d);
+    for (int t = 0; t < nt; t++) s[t * MK_R16 + i] = d[t];
+  }
+}
+
 static void moe_gate_up_item(moe_job *j, int it) {
   const mk_moe_args *a = j->a;
   const size_t g_exp = j->g_row * (size_t)a->F, u_exp = j->u_row * (size_t)a->F;
@@ -210,6 +247,17 @@ static void moe_gate_up_item(moe_job *j, int it) {
   const int tw = j->og->dot_tile && j->ou->dot_tile ? MK_TILE_TOKENS : MK_TILE;
   for (int t0 = s0; t0 < s1; t0 += tw) {
     const int nt = imin(tw, s1 - t0);
+    if (j->og->type == T_Q4_K_R16 || j->ou->type == T_Q4_K_R16) {
+      float tg[MK_TILE * MK_R16], tu[MK_TILE * MK_R16];
+      for (int r = r0; r < r1; r += MK_R16) {
+        expert_group(j->og, gw, j->g_row, r, a->D, j->xg + (size_t)t0 * j->g_arow, j->g_arow, nt, tg);
+        expert_group(j->ou, uw, j->u_row, r, a->D, j->xu + (size_t)t0 * j->u_arow, j->u_arow, nt, tu);
+        for (int t = 0; t < nt; t++)
+          for (int i = 0; i < MK_R16; i++)
+            j->h[(size_t)(t0 + t) * a->F + r + i] = mkc_swiglu(tg[t * MK_R16 + i], tu[t * MK_R16 + i], r + i, a->F);
+      }
+      continue;
+    }
     if (j->og->dot_tile && j->ou->dot_tile) {
       float tg[MK_TILE_TOKENS * MK_TILE_ROWS], tu[MK_TILE_TOKENS * MK_TILE_ROWS];
       for (int r = r0; r < r1; r += MK_TILE_ROWS) {
@@ -244,8 +292,13 @@ static void moe_down_item(moe_job *j, int it) {
   const int e = j->dn_e[it], r0 = j->dn_r0[it], r1 = imin(a->D, r0 + j->dn_rows);
   const int s0 = j->offset[e];
   wait_flag(&j->h_ready[e], 1);
-  rows_times_tokens(j->od, a->down + (size_t)e * d_exp, j->d_row, r0, r1, j->hq + (size_t)s0 * j->h_arow,
-                    j->h_arow, j->count[e], a->F, j->ye + (size_t)s0 * a->D, (size_t)a->D);
+  if (j->od->type == T_Q4_K_R16)
+    mkc_q4K_r16_rows(a->down + (size_t)e * d_exp + (size_t)r0 * j->d_row, a->F, (r1 - r0) / MK_R16,
+                     j->hq + (size_t)s0 * j->h_arow, j->h_arow, j->count[e], 0, j->ye + (size_t)s0 * a->D + r0,
+                     (size_t)a->D, use_simd);
+  else
+    rows_times_tokens(j->od, a->down + (size_t)e * d_exp, j->d_row, r0, r1, j->hq + (size_t)s0 * j->h_arow,
+                      j->h_arow, j->count[e], a->F, j->ye + (size_t)s0 * a->D, (size_t)a->D);
   atomic_fetch_sub_explicit(&j->dn_left, 1, memory_order_acq_rel);
 }
 
@@ -297,12 +350,12 @@ static int build_items(const moe_job *j, int rows, int rows_per_item, int *item_
 
 static int moe_rows_per_item(int rows, int nactive, int S, int nth) {
   /* decode: enough items for balance; prompt: small blocks so tokens reuse cached rows */
-  if (S <= nactive) {
-    int c = rows * nactive / (nth * 16);
-    if (c < 16) c = 16;
+  if (S <= nactive) { /* a multiple of MK_R16: whole repacked groups */
+    int c = rows * nactive / (nth * 16) & ~(MK_R16 - 1);
+    if (c < MK_R16) c = MK_R16;
     return c > rows ? rows : c;
   }
-  return 16;
+  return MK_R16;
 }
 
 /* The kernels of one expert weight type; Q4_K with rows % 8 == 0 as llama.cpp's repacked gemv. */
@@ -316,6 +369,11 @@ static const mk_type_ops *q4k_rp_ops(int type, int rows) {
 }
 
 void mk_moe_ffn(const mk_moe_args *a, int nth) {
+  if (((a->gate_type == T_Q4_K_R16 || a->up_type == T_Q4_K_R16) && a->F % MK_R16) ||
+      (a->down_type == T_Q4_K_R16 && a->D % MK_R16)) { /* not whole groups: no such tensor is packed */
+    for (size_t i = 0; i < (size_t)a->T * a->D; i++) a->out[i] = NAN;
+    return;
+  }
   moe_job j;
   memset(&j, 0, sizeof j);
   j.a = a;
@@ -461,6 +519,56 @@ void mk_attention(float *out, const float *q, const uint16_t *k, const uint16_t 
   j.work = scratch(sizeof(float) * j.work_floats * (size_t)(n < 1 ? 1 : n));
   atomic_init(&j.next, 0);
   mk_pool_run(attn_task, &j, n);
+}
+
+/* ---- Q4_K repacking (T_Q4_K_R16) -------------------------------------------------------- */
+
+typedef struct {
+  uint8_t *dst;
+  const uint8_t *src;
+  int groups, K;
+} repack_job;
+
+static void repack_task(void *vp, int ith, int nth) {
+  repack_job *j = vp;
+  const int per = (j->groups + nth - 1) / nth, g0 = per * ith, g1 = imin(j->groups, g0 + per);
+  if (g0 < g1) mkc_q4K_r16_pack(j->dst, j->src, g0, g1, j->K);
+}
+
+/* [p, p + n) lies in one read-only mapping of a file (/proc/self/maps: not writable, inode != 0): its pages
+ * can be dropped from this process and come back from the file if touched again */
+static int read_only_file_mapping(const void *p, size_t n) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (!f) return 0;
+  char line[4352];
+  int ok = 0;
+  const unsigned long a = (unsigned long)(uintptr_t)p;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo, hi, off, inode;
+    char perms[8], dev[32];
+    if (sscanf(line, "%lx-%lx %7s %lx %31s %lu", &lo, &hi, perms, &off, dev, &inode) == 6 && lo <= a && a < hi) {
+      ok = inode != 0 && perms[0] == 'r' && perms[1] == '-' && n <= hi - a;
+      break;
+    }
+  }
+  fclose(f);
+  return ok;
+}
+
+void mk_repack_q4K_r16(uint8_t *dst, const uint8_t *src, int N, int K, int nth) {
+  repack_job j = {dst, src, N / MK_R16, K};
+  const size_t pg = (size_t)sysconf(_SC_PAGESIZE), bytes = mk_row_bytes(T_Q4_K, K) * (size_t)N;
+  const uintptr_t s0 = (uintptr_t)src, d0 = (uintptr_t)dst, mask = ~(uintptr_t)(pg - 1);
+#ifdef MADV_POPULATE_READ
+  /* one call per range instead of a page fault per page: 2.5× faster from the mapped file */
+  madvise((void *)(s0 & mask), ((s0 + bytes + pg - 1) & mask) - (s0 & mask), MADV_POPULATE_READ);
+  madvise((void *)(d0 & mask), ((d0 + bytes + pg - 1) & mask) - (d0 & mask), MADV_POPULATE_WRITE);
+#endif
+  mk_pool_run(repack_task, &j, imin(nth, j.groups));
+  /* the source is normally the mapped model file: give its whole pages back (the repacked copy replaces
+   * them), as llama.cpp's CPU_REPACK buffer replaces the mapped tensor */
+  const uintptr_t b = (s0 + pg - 1) & mask, e = (s0 + bytes) & mask;
+  if (e > b && read_only_file_mapping(src, bytes)) madvise((void *)b, e - b, MADV_DONTNEED);
 }
 
 /* ---- getRows --------------------------------------------------------------------------- */

@@ -31,6 +31,10 @@ void mk_moe_ffn(const mk_moe_args *a, int nth);
 void mk_attention(float *out, const float *q, const uint16_t *k, const uint16_t *v, int T, int pos0, int H,
                   int Hkv, int Dh, float scale, int nth);
 
+/* dst (T_Q4_K_R16) = Q4_K src [N, K], N a multiple of 16; then src's pages leave the process if it is a
+ * read-only file mapping (the model file) */
+void mk_repack_q4K_r16(uint8_t *dst, const uint8_t *src, int N, int K, int nth);
+
 /* out[n, K] = dequant(w[rows[i]]) */
 void mk_get_rows(float *out, const uint8_t *w, int type, int K, const int32_t *rows, int n);
 

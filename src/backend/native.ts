@@ -28,6 +28,11 @@ export interface Addon {
     T: number, pos0: number, H: number, Hkv: number, Dh: number, ctx: number, scale: number, threads: number,
   ): void;
   getRows(out: Float32Array, w: Uint8Array, type: number, K: number, rows: Int32Array): void;
+  /**
+   * Q4_K [N, K] (N a multiple of 16) into the addon's 16-row repacked layout (type Q4_K_R16, the same byte
+   * size); when `src` is a read-only file mapping (the model), its pages then leave the process (RSS).
+   */
+  repackQ4K(dst: Uint8Array, src: Uint8Array, N: number, K: number, threads: number): void;
   /** Reads every cache line of `buf` with `threads` threads (time it for read bandwidth); returns a checksum. */
   readProbe(buf: Uint8Array, threads: number): number;
   /** Resize the worker pool (threads in total, the caller included); returns the new size. */
@@ -36,7 +41,7 @@ export interface Addon {
   /** Select AVX2 (true, if the CPU has it) or scalar kernels; returns whether SIMD is active. */
   setSimd(on: boolean | 0 | 1 | 2): boolean;
   /** avx2: the CPU has AVX2+FMA+F16C; simd: the AVX2 kernels are in use (MOEKIT_NO_SIMD=1 turns them off). */
-  cpuFeatures(): { avx2: boolean; simd: boolean };
+  cpuFeatures(): { avx2: boolean; simd: boolean; avx512: boolean };
   /** PROT_READ mapping of a whole file; throws an Error with the errno text. */
   mmapOpen(path: string): MmapHandle;
   /** External ArrayBuffer over [offset, offset+length) of the mapping (RangeError when outside). */
@@ -84,6 +89,28 @@ const NATIVE_TYPES: ReadonlySet<GGMLType> = new Set([
   GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
 ]);
 
+/** native/src/common.h T_Q4_K_R16: Q4_K rows repacked by 16 for the AVX-512 kernels (not a GGUF type). */
+const Q4_K_R16 = 140;
+/** Repacked copies of Q4_K weights, made on first use; weights are never written after loading. */
+const repacked = new WeakMap<Uint8Array, Uint8Array>();
+
+/**
+ * The bytes and type id the addon multiplies `w` with: Q4_K tensors whose row groups (`rows` per matrix:
+ * N, or F/D of an expert) are multiples of 16 go through the AVX-512 kernels in the repacked layout,
+ * as llama.cpp repacks Q4_K at load time (its CPU_REPACK buffer); everything else as stored.
+ */
+function weightData(addon: Addon, repack: boolean, w: Tensor, rows: number, threads: number): [Uint8Array, number] {
+  if (!repack || w.type !== GGMLType.Q4_K || rows % 16 !== 0) return [w.data, w.type];
+  let p = repacked.get(w.data);
+  if (!p) {
+    const K = w.shape[w.shape.length - 1]!;
+    p = new Uint8Array(w.data.byteLength);
+    addon.repackQ4K(p, w.data, w.data.byteLength / tensorBytes(GGMLType.Q4_K, [1, K]), K, threads);
+    repacked.set(w.data, p);
+  }
+  return [p, Q4_K_R16];
+}
+
 function fail(msg: string): never {
   throw new Error(`NativeBackend: ${msg}`);
 }
@@ -122,11 +149,14 @@ export class NativeBackend implements Backend {
   readonly name = 'native';
   readonly threads: number;
   private readonly addon: Addon;
+  /** Q4_K weights are repacked (weightData): the CPU has the AVX-512 kernels */
+  private readonly repack: boolean;
 
   constructor({ threads = 1 }: NativeBackendOptions = {}) {
     if (!Number.isSafeInteger(threads) || threads < 1 || threads > 256) fail(`threads must be an integer in [1, 256], got ${threads}`);
     this.addon = loadAddon();
     this.threads = threads;
+    this.repack = this.addon.cpuFeatures().avx512;
     if (this.addon.getThreads() < threads) this.addon.setThreads(threads);
   }
 
@@ -136,7 +166,8 @@ export class NativeBackend implements Backend {
     const [N, K] = w.shape as [number, number];
     checkLength(`matmul ${w.name} x`, x, T * K);
     checkLength(`matmul ${w.name} y`, y, T * N);
-    this.addon.matmul(y, x, w.data, w.type, T, N, K, this.threads);
+    const [wd, wt] = weightData(this.addon, this.repack, w, N, this.threads);
+    this.addon.matmul(y, x, wd, wt, T, N, K, this.threads);
   }
 
   moeFfn({ out, x, gate, up, down, ids, weights, T, K }: MoeFfnArgs): void {
@@ -160,7 +191,9 @@ export class NativeBackend implements Backend {
       const e = ids[i]!;
       if (e >= E) fail(`moeFfn: expert id ${e} at [${Math.floor(i / K)}, ${i % K}] is out of range [-1, ${E})`);
     }
-    this.addon.moeFfn(out, x, gate.data, gate.type, up.data, up.type, down.data, down.type, ids, weights, T, K, E, F, D, this.threads);
+    const [g, gt] = weightData(this.addon, this.repack, gate, F, this.threads), [u, ut] = weightData(this.addon, this.repack, up, F, this.threads);
+    const [d, dt] = weightData(this.addon, this.repack, down, D, this.threads);
+    this.addon.moeFfn(out, x, g, gt, u, ut, d, dt, ids, weights, T, K, E, F, D, this.threads);
   }
 
   attention({ out, q, kCache, vCache, T, pos0, nHead, nHeadKv, headDim, scale }: AttentionArgs): void {
