@@ -2,9 +2,11 @@
  * Builds the shipped default model and its card from three finished `moekit train` runs of the same
  * compute budget (an MoE, its dense baseline and a top-1 Switch variant):
  *
- *   node --import tsx scripts/model-card.ts --moe runs/moe-6l --dense runs/dense-6l --switch runs/switch-6l [--out models]
+ *   node --import tsx scripts/model-card.ts --moe runs/moe-6l --dense runs/dense-6l --switch runs/switch-6l \
+ *     [--ship runs/moe-6l-long] [--out models]
  *
- * Writes <out>/default.gguf (the MoE's best checkpoint, F32), <out>/MODEL_CARD.md, <out>/loss-curve.svg and
+ * --ship is the run that becomes the default model (the same MoE trained longer; default: --moe).
+ * Writes <out>/default.gguf (the shipped run's best checkpoint, F32), <out>/MODEL_CARD.md, <out>/loss-curve.svg and
  * <out>/train-config.json. Everything in the card is computed here from the runs' logs and checkpoints:
  * validation perplexity on the trainer's own validation windows, unigram and bigram baselines fitted on
  * the same training tokens, per-layer expert load on the validation set, and sampled generations of the
@@ -27,7 +29,7 @@ const arg = (f: string, d?: string): string => {
   if (i < 0 || !argv[i + 1]) { if (d !== undefined) return d; throw new Error(`missing ${f} <dir>`); }
   return argv[i + 1]!;
 };
-const runs = { moe: arg('--moe'), dense: arg('--dense'), switch: arg('--switch') };
+const runs = { moe: arg('--moe'), dense: arg('--dense'), switch: arg('--switch'), ship: arg('--ship', arg('--moe')) };
 const out = arg('--out', 'models');
 mkdirSync(out, { recursive: true });
 
@@ -42,9 +44,13 @@ function loadBest(dir: string): MoeLM {
 }
 
 // ---- data: the trainer's own split, tokenizer and validation windows ---------------------------
-const cfg = readCfg(runs.moe);
-const tokenizerJson = JSON.parse(readFileSync(join(runs.moe, 'best', 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
-const tokenizerConfig = JSON.parse(readFileSync(join(runs.moe, 'best', 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+const cfg = readCfg(runs.ship);
+const tokText = readFileSync(join(runs.ship, 'best', 'tokenizer.json'), 'utf8');
+for (const d of Object.values(runs)) {
+  if (readFileSync(join(d, 'best', 'tokenizer.json'), 'utf8') !== tokText) throw new Error(`${d}: a different tokenizer; all runs must share the data and tokenizer`);
+}
+const tokenizerJson = JSON.parse(tokText) as Record<string, unknown>;
+const tokenizerConfig = JSON.parse(readFileSync(join(runs.ship, 'best', 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
 const enc = new BpeEncoder(bpeFromTokenizerJson(tokenizerJson));
 const split = splitDocs(loadCorpus(cfg.data), cfg.data.valFraction);
 const trainTok = tokenizeDocs(enc, split.train), valTok = tokenizeDocs(enc, split.val);
@@ -96,8 +102,9 @@ function summary(name: keyof typeof runs) {
     seconds: last.seconds ?? 0,
   };
 }
-const all = (['moe', 'dense', 'switch'] as const).map(summary);
-const moe = all[0]!;
+const shipSeparate = runs.ship !== runs.moe;
+const all = (shipSeparate ? (['moe', 'dense', 'switch', 'ship'] as const) : (['moe', 'dense', 'switch'] as const)).map(summary);
+const moe = all[shipSeparate ? 3 : 0]!; // the shipped run
 
 // validation ppl recomputed from the best checkpoints (must equal the logged best) + expert load
 function evalModel(m: MoeLM): { ppl: number; counts: Float64Array[] } {
@@ -112,11 +119,12 @@ function evalModel(m: MoeLM): { ppl: number; counts: Float64Array[] } {
   return { ppl: Math.exp(sum / n), counts };
 }
 const evals = all.map((r) => evalModel(r.m));
+const shipEval = evals[shipSeparate ? 3 : 0]!;
 
 // ---- export the MoE's best checkpoint as the default model ---------------------------------------
 const gguf = join(out, 'default.gguf');
 exportGGUF(gguf, moe.m, tokenizerJson, tokenizerConfig, `moekit default: ${moe.c.model.nLayer}L ${moe.c.model.nExpert}E top-${moe.c.model.router.K} + shared, Moby-Dick`);
-writeFileAtomic(join(out, 'train-config.json'), readFileSync(join(runs.moe, 'best', 'config.json')));
+writeFileAtomic(join(out, 'train-config.json'), readFileSync(join(runs.ship, 'best', 'config.json')));
 
 // engine cross-check: the GGUF's perplexity on the same windows, and samples
 const model = await loadModel(gguf, { threads: 1 });
@@ -153,8 +161,8 @@ const ys = all.flatMap((r) => r.steps.map((s) => s.lm!)).filter((x) => x < 9);
 const yLo = Math.floor(Math.min(...ys, ...all.flatMap((r) => r.vals.map((v) => v.valLoss!))) * 2) / 2, yHi = Math.ceil(Math.max(...ys));
 const X = (s: number) => pad.l + (s / maxStep) * (W - pad.l - pad.r);
 const Y = (v: number) => pad.t + ((yHi - Math.min(v, yHi)) / (yHi - yLo)) * (H - pad.t - pad.b);
-const colors = { moe: '#d62728', dense: '#1f77b4', switch: '#2ca02c' };
-const label = { moe: `MoE 8×top-2 + shared`, dense: 'dense', switch: 'Switch 8×top-1' };
+const colors = { moe: '#d62728', dense: '#1f77b4', switch: '#2ca02c', ship: '#9467bd' };
+const label = { moe: `MoE 8×top-2 + shared`, dense: 'dense', switch: 'Switch 8×top-1', ship: `MoE, ${moe.steps[moe.steps.length - 1]!.step} steps (shipped)` };
 let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">\n<rect width="${W}" height="${H}" fill="white"/>\n`;
 for (let v = Math.ceil(yLo); v <= yHi; v++) svg += `<line x1="${pad.l}" x2="${W - pad.r}" y1="${Y(v)}" y2="${Y(v)}" stroke="#eee"/><text x="${pad.l - 8}" y="${Y(v) + 4}" text-anchor="end">${v}</text>\n`;
 for (let s = 0; s <= maxStep; s += maxStep / 8) svg += `<text x="${X(s)}" y="${H - pad.b + 18}" text-anchor="middle">${Math.round(s)}</text>\n`;
@@ -164,8 +172,9 @@ for (const [i, r] of all.entries()) {
   const c = colors[r.name];
   svg += `<polyline fill="none" stroke="${c}" stroke-width="1.5" opacity="0.8" points="${r.steps.map((s) => `${X(s.step).toFixed(1)},${Y(s.lm!).toFixed(1)}`).join(' ')}"/>\n`;
   svg += `<polyline fill="none" stroke="${c}" stroke-width="2" stroke-dasharray="5 3" points="${r.vals.map((s) => `${X(s.step).toFixed(1)},${Y(s.valLoss!).toFixed(1)}`).join(' ')}"/>\n`;
-  svg += `<line x1="${W - 250}" x2="${W - 225}" y1="${pad.t + 10 + i * 18}" y2="${pad.t + 10 + i * 18}" stroke="${c}" stroke-width="2"/><text x="${W - 218}" y="${pad.t + 14 + i * 18}">${label[r.name]} (dashed: validation)</text>\n`;
+  svg += `<line x1="${W - 250}" x2="${W - 225}" y1="${pad.t + 10 + i * 18}" y2="${pad.t + 10 + i * 18}" stroke="${c}" stroke-width="2"/><text x="${W - 218}" y="${pad.t + 14 + i * 18}">${label[r.name]}</text>\n`;
 }
+svg += `<text x="${W - 250}" y="${pad.t + 14 + all.length * 18}" fill="#555">solid: training, dashed: validation</text>\n`;
 for (const [name, p] of [['bigram', pplBig], ['unigram', pplUni]] as const) {
   if (Math.log(p) < yHi) svg += `<line x1="${pad.l}" x2="${W - pad.r}" y1="${Y(Math.log(p))}" y2="${Y(Math.log(p))}" stroke="#888" stroke-dasharray="2 4"/><text x="${pad.l + 6}" y="${Y(Math.log(p)) - 4}" fill="#666">${name} baseline (validation)</text>\n`;
 }
@@ -177,7 +186,7 @@ const f2 = (x: number) => x.toFixed(2);
 const mb = (p: string) => (statSync(p).size / 1e6).toFixed(1);
 const fmtT = (s: number) => `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
 const mc = moe.c.model;
-const loadRows = evals[0]!.counts.map((c, l) => {
+const loadRows = shipEval.counts.map((c, l) => {
   const tot = c.reduce((a, b) => a + b, 0);
   const sh = Array.from(c, (x) => x / tot);
   const mean = 1 / c.length;
@@ -216,7 +225,7 @@ AdamW (β ${moe.c.optim.beta1}/${moe.c.optim.beta2}, weight decay ${moe.c.optim.
 gradient clipping ${moe.c.optim.gradClip}, batch ${B} × ${S} tokens, ${moe.steps[moe.steps.length - 1]!.step} steps = ${moe.tokens.toLocaleString('en')} tokens seen
 (${f2(moe.tokens / trainTok.length)} epochs), seed ${moe.c.train.seed}. The checkpoint shipped is the one with the best validation loss (step ${moe.best.step}).
 
-Machine: ${cpu.length} × "${cpu[0]?.model.trim()}" vCPUs (AVX-512), shared with other jobs. The three runs below trained **at the same
+Machine: ${cpu.length} × "${cpu[0]?.model.trim()}" vCPUs (AVX-512), shared with other jobs. The runs below trained **at the same
 time, one thread each**, next to other work, so their wall times (${all.map((r) => `${r.name} ${fmtT(r.seconds)}`).join(', ')}) are upper
 bounds, not speed figures; \`npm run bench:train\` measures speed.
 
@@ -227,7 +236,9 @@ bounds, not speed figures; \`npm run bench:train\` measures speed.
 Every run has the same attention, embeddings, data order, optimizer, steps and **the same active FFN width per token
 (${(moe.active / 1e6).toFixed(2)} M active parameters, so the same FLOPs per token)**: the MoE activates 2 × ${mc.ffnDim} + ${mc.sharedDim} = ${2 * mc.ffnDim! + (mc.sharedDim ?? 0)},
 the dense model has one FFN of ${all[1]!.c.model.ffnDim}, the Switch model routes each token to 1 of ${all[2]!.c.model.nExpert} experts of ${all[2]!.c.model.ffnDim} (Fedus et al. 2021).
-Configs: \`configs/moe-6l.json\`, \`configs/dense-6l.json\`, \`configs/switch-6l.json\`.
+Configs: \`configs/moe-6l.json\`, \`configs/dense-6l.json\`, \`configs/switch-6l.json\`.${shipSeparate ? `
+The shipped model is the MoE configuration trained longer (${moe.steps[moe.steps.length - 1]!.step} steps instead of ${all[0]!.steps[all[0]!.steps.length - 1]!.step}; \`models/train-config.json\`):
+its row is not part of the same-compute comparison.` : ''}
 
 | model | total params | active params | best val ppl (step) | final train loss |
 |---|---|---|---|---|
@@ -259,8 +270,9 @@ ${samples.map((s) => '> ' + s.replace(/\n+/g, ' ').trim()).join('\n\n')}
 \`\`\`sh
 npx moekit train --config configs/moe-6l.json    --out runs/moe-6l    -t 1
 npx moekit train --config configs/dense-6l.json  --out runs/dense-6l  -t 1
-npx moekit train --config configs/switch-6l.json --out runs/switch-6l -t 1
-node --import tsx scripts/model-card.ts --moe runs/moe-6l --dense runs/dense-6l --switch runs/switch-6l --out models
+npx moekit train --config configs/switch-6l.json --out runs/switch-6l -t 1${shipSeparate ? `
+npx moekit train --config models/train-config.json --out ${runs.ship} -t 1` : ''}
+node --import tsx scripts/model-card.ts --moe runs/moe-6l --dense runs/dense-6l --switch runs/switch-6l${shipSeparate ? ` --ship ${runs.ship}` : ''} --out models
 \`\`\`
 
 Training is bit-for-bit deterministic for a given seed on a given machine (the kernels' results do not depend on
