@@ -236,18 +236,77 @@ typedef struct {
   int T, V;
 } xent_job;
 
+/* One row: row ← exp(row − max) (not yet normalised); returns Σ. */
+static double exp_row_scalar(float *row, int V, float mx) {
+  double sum = 0;
+  for (int v = 0; v < V; v++) {
+    row[v] = expf(row[v] - mx);
+    sum += row[v];
+  }
+  return sum;
+}
+
+#ifdef HAVE_X86
+/* e^x for x ≤ 0, 16 lanes: x = n·ln2 + r with |r| ≤ ln2/2, e^r by its degree-7 Taylor polynomial
+ * (relative error < 1e-8 before rounding), then ×2^n with vscalefps (which also underflows cleanly). */
+static AI T512 __m512 exp512_neg(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);   /* ln2 split in two: hi has */
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606820309417e-06f), r);     /* few bits, so n·hi is exact */
+  __m512 p = _mm512_set1_ps(1.0f / 5040);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+static T512 float max_row512(const float *row, int V) {
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  int v = 0;
+  for (; v + 16 <= V; v += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(row + v));
+  if (v < V) m = _mm512_mask_max_ps(m, (__mmask16)((1u << (V - v)) - 1), m, _mm512_maskz_loadu_ps((__mmask16)((1u << (V - v)) - 1), row + v));
+  return _mm512_reduce_max_ps(m);
+}
+
+static T512 double exp_row512(float *row, int V, float mx) {
+  const __m512 vm = _mm512_set1_ps(mx);
+  __m512 acc = _mm512_setzero_ps();
+  int v = 0;
+  for (; v + 16 <= V; v += 16) {
+    const __m512 e = exp512_neg(_mm512_sub_ps(_mm512_loadu_ps(row + v), vm));
+    _mm512_storeu_ps(row + v, e);
+    acc = _mm512_add_ps(acc, e);
+  }
+  double sum = _mm512_reduce_add_ps(acc);
+  return sum + exp_row_scalar(row + v, V - v, mx);
+}
+#endif
+
 static void xent_task(void *arg, int ith, int nth) {
   const xent_job *j = arg;
   const int lo = (int)((long)j->T * ith / nth), hi = (int)((long)j->T * (ith + 1) / nth);
+#ifdef HAVE_X86
+  const int wide = mk_simd_level() >= 2;
+#endif
   for (int t = lo; t < hi; t++) {
     float *row = j->logits + (long)t * j->V;
-    float mx = -INFINITY;
-    for (int v = 0; v < j->V; v++) mx = row[v] > mx ? row[v] : mx;
     const float lt = row[j->targets[t]];
-    double sum = 0;
-    for (int v = 0; v < j->V; v++) {
-      row[v] = expf(row[v] - mx);
-      sum += row[v];
+    float mx = -INFINITY;
+    double sum;
+#ifdef HAVE_X86
+    if (wide) {
+      mx = max_row512(row, j->V);
+      sum = exp_row512(row, j->V, mx);
+    } else
+#endif
+    {
+      for (int v = 0; v < j->V; v++) mx = row[v] > mx ? row[v] : mx;
+      sum = exp_row_scalar(row, j->V, mx);
     }
     const float inv = (float)(1.0 / sum);
     for (int v = 0; v < j->V; v++) row[v] *= inv;
