@@ -2,22 +2,31 @@
  * A/B test of two builds of the native addon in one process, alternating calls (the machine is shared,
  * so only interleaved ratios mean anything). Copy the baseline build first:
  *   cp native/build/Release/moekit.node /tmp/moekit-base.node   # then change native/, npm run build:native
- *   node --import tsx bench/ab-addon.ts /tmp/moekit-base.node [--new other.node] [--threads 2] [--rounds 30]
+ *   node --import tsx bench/ab-addon.ts /tmp/moekit-base.node [--new other.node] [--threads 2] [--rounds 30] [--only moe|matmul|qkv|repack]
+ *     [--repack-file model.gguf]
  * Times a MoE decode step (olmoe shape: E=64, top-8, D=2048, F=1024; gate/up Q4_K, down Q6_K as in
  * Q4_K_M, and all-Q8_0), over 4 distinct layers so weights come from DRAM, and a 128-token prompt step;
- * then a Q4_K 2048×2048 matmul (the attention projections) at T=1 and T=128.
+ * then a Q4_K 2048×2048 matmul (the attention projections) at T=1 and T=128, and the q/k/v projections of a
+ * decode step (T=1, 4) as three `matmul` calls or, where the build has it, one `matmuls` call; and the
+ * first-use Q4_K repack from a mapped file.
  * A build with `repackQ4K` on an AVX-512 CPU gets its Q4_K weights repacked, as NativeBackend does.
  */
 import { createRequire } from 'node:module';
+import { appendFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { GGMLType, tensorBytes } from '../src/tensor.js';
 import type { Addon } from '../src/backend/native.js';
 
 const argv = process.argv.slice(2);
 const flag = (f: string, d: number): number => (argv.includes(f) ? Number(argv[argv.indexOf(f) + 1]) : d);
 const req = createRequire(import.meta.url);
-const A = req(argv[0]!) as Addon;
-const B = req(argv.includes('--new') ? argv[argv.indexOf('--new') + 1]! : '../native/build/Release/moekit.node') as Addon;
+const A = req(resolve(argv[0]!)) as Addon;
+const B = req(resolve(argv.includes('--new') ? argv[argv.indexOf('--new') + 1]! : 'native/build/Release/moekit.node')) as Addon;
 const threads = flag('--threads', 2), rounds = flag('--rounds', 30);
+/** --only moe|matmul|qkv|repack: run one section */
+const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1]! : '';
+const want = (section: string): boolean => !only || only === section;
 for (const x of [A, B]) x.setThreads(threads);
 
 function rnd(type: GGMLType, shape: number[], seed: number): Uint8Array {
@@ -37,7 +46,7 @@ function prep(ad: Addon, d: Uint8Array, type: GGMLType, rows: number, K: number)
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const E = 64, K = 8, D = 2048, F = 1024, LAYERS = 4;
 
-for (const [name, gt, dt] of [['Q4_K/Q6_K', GGMLType.Q4_K, GGMLType.Q6_K], ['Q8_0', GGMLType.Q8_0, GGMLType.Q8_0]] as const) {
+for (const [name, gt, dt] of want('moe') ? ([['Q4_K/Q6_K', GGMLType.Q4_K, GGMLType.Q6_K], ['Q8_0', GGMLType.Q8_0, GGMLType.Q8_0]] as const) : []) {
   const L = Array.from({ length: LAYERS }, (_, l) => ({ g: rnd(gt, [E, F, D], 10 + l), u: rnd(gt, [E, F, D], 20 + l), d: rnd(dt, [E, D, F], 30 + l) }));
   const W = new Map([A, B].map((ad) => [ad, L.map((l) => ({ g: prep(ad, l.g, gt, E * F, D), u: prep(ad, l.u, gt, E * F, D), d: prep(ad, l.d, dt, E * D, F) }))]));
   for (const T of [1, 128]) {
@@ -74,7 +83,7 @@ for (const [name, gt, dt] of [['Q4_K/Q6_K', GGMLType.Q4_K, GGMLType.Q6_K], ['Q8_
 }
 
 // dense matmul (attention projections: 2048 × 2048 Q4_K), 32 distinct matrices (75 MB) so weights come from DRAM
-{
+if (want('matmul')) {
   const N = D, M = 32;
   const mats = Array.from({ length: M }, (_, m) => rnd(GGMLType.Q4_K, [N, D], 50 + m));
   const W = new Map([A, B].map((ad) => [ad, mats.map((m) => prep(ad, m, GGMLType.Q4_K, N, D))]));
@@ -100,5 +109,75 @@ for (const [name, gt, dt] of [['Q4_K/Q6_K', GGMLType.Q4_K, GGMLType.Q6_K], ['Q8_
     const same = yA.every((v, i) => v === yB[i]);
     console.log(`matmul Q4_K 2048x2048 T=${String(T).padEnd(4)} base ${median(ta).toFixed(3)} ms | new ${median(tb).toFixed(3)} ms | speed-up (median of per-round ratios) ${median(ratio).toFixed(3)} | outputs ${same ? 'identical' : 'DIFFER'}`);
   }
+}
+// attention input projections of a decode step (olmoe Q4_K_M: q, k Q4_K, v Q6_K, 2048 × 2048): three `matmul`
+// calls, or one `matmuls` call (one pool run) in a build that has it; 16 layers (115 MB) so weights come from DRAM
+if (want('qkv')) {
+  const N = D, M = 16;
+  const layers = Array.from({ length: M }, (_, m) => [rnd(GGMLType.Q4_K, [N, D], 90 + m), rnd(GGMLType.Q4_K, [N, D], 190 + m), rnd(GGMLType.Q6_K, [N, D], 290 + m)] as const);
+  const types = [GGMLType.Q4_K, GGMLType.Q4_K, GGMLType.Q6_K];
+  const W = new Map([A, B].map((ad) => [ad, layers.map((l) => l.map((d, i) => prep(ad, d, types[i]!, N, D)))]));
+  for (const T of [1, 4]) {
+    const x = new Float32Array(T * D).map((_, i) => Math.sin(0.3 * i));
+    const ys = new Map([A, B].map((ad) => [ad, [0, 1, 2].map(() => new Float32Array(T * N))]));
+    const inner = M;
+    const run = (ad: Addon) => {
+      const y = ys.get(ad)!;
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < inner; i++) {
+        const l = W.get(ad)![i % M]!;
+        if (typeof ad.matmuls === 'function') ad.matmuls(x, T, D, l.map((p) => p[0]), l.map((p) => p[1]), y, threads);
+        else for (let k = 0; k < 3; k++) ad.matmul(y[k]!, x, l[k]![0], l[k]![1], T, N, D, threads);
+      }
+      return Number(process.hrtime.bigint() - t0) / 1e6 / inner;
+    };
+    run(A); run(B);
+    const ta: number[] = [], tb: number[] = [], ratio: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      let a = 0, b = 0;
+      for (const which of r % 2 ? ['B', 'A'] : ['A', 'B']) {
+        if (which === 'A') a = run(A);
+        else b = run(B);
+      }
+      ta.push(a); tb.push(b); ratio.push(a / b);
+    }
+    const same = ys.get(A)!.every((y, k) => y.every((v, i) => v === ys.get(B)![k]![i]));
+    console.log(`q/k/v Q4_K,Q4_K,Q6_K T=${String(T).padEnd(4)} base ${median(ta).toFixed(3)} ms | new ${median(tb).toFixed(3)} ms | speed-up (median of per-round ratios) ${median(ratio).toFixed(3)} | outputs ${same ? 'identical' : 'DIFFER'}`);
+  }
+}
+// first-use repack of Q4_K from a mapped file (the model file in real use): 32 MB regions of `--repack-file`
+// (default: a 1 GiB scratch file in the OS temp folder), each region repacked once, by A or B alternately
+if (want('repack') && typeof A.repackQ4K === 'function' && A.cpuFeatures().avx512) {
+  const K = 2048, rowB = tensorBytes(GGMLType.Q4_K, [1, K]), N = 16 * Math.floor((32 << 20) / (16 * rowB)), len = N * rowB;
+  let file = argv.includes('--repack-file') ? argv[argv.indexOf('--repack-file') + 1]! : '';
+  if (!file) {
+    file = join(tmpdir(), `moekit-ab-repack-${process.pid}.bin`);
+    const chunk = rnd(GGMLType.Q4_K, [N, K], 5);
+    writeFileSync(file, new Uint8Array(0));
+    for (let i = 0; i < 32; i++) appendFileSync(file, chunk);
+    process.on('exit', () => rmSync(file, { force: true }));
+  }
+  const h = A.mmapOpen(file);
+  const regions = Math.floor((h.size - 64) / len);
+  const n = Math.min(2 * rounds, regions - (regions % 2));
+  const ta: number[] = [], tb: number[] = [], ratio: number[] = [];
+  const dst = new Map([A, B].map((ad) => [ad, new Uint8Array(len)]));
+  for (let r = 0; r + 1 < n; r += 2) {
+    let a = 0, b = 0;
+    for (const [k, which] of (r % 4 ? ['B', 'A'] : ['A', 'B']).entries()) {
+      const ad = which === 'A' ? A : B;
+      const src = new Uint8Array(A.mmapView(h, 64 + (r + k) * len, len));
+      const d = new Uint8Array(len); // fresh pages, as a new tensor's copy
+      const t0 = process.hrtime.bigint();
+      ad.repackQ4K(d, src, N, K, threads);
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      dst.set(ad, d);
+      if (which === 'A') a = ms;
+      else b = ms;
+    }
+    ta.push(a); tb.push(b); ratio.push(a / b);
+  }
+  const gbs = (ms: number) => (len / ms / 1e6).toFixed(2);
+  console.log(`repack Q4_K ${(len / 1e6).toFixed(0)} MB from a mapped file  base ${median(ta).toFixed(1)} ms (${gbs(median(ta))} GB/s) | new ${median(tb).toFixed(1)} ms (${gbs(median(tb))} GB/s) | speed-up (median of per-round ratios) ${median(ratio).toFixed(3)} over ${ratio.length} rounds`);
 }
 process.exit(0);

@@ -8,6 +8,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { GGMLType, typeName, tensorBytes, type Tensor } from '../src/tensor.js';
 import { NativeBackend, nativeAvailable, loadAddon } from '../src/backend/native.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
@@ -129,6 +132,54 @@ test('matmul: a tile of tokens gives the same rows as tokens one at a time', { s
       assert.deepEqual(yt, y.subarray(t * N, (t + 1) * N), `${typeName(type)} token ${t}`);
     }
   }
+});
+
+test('matmuls: several weights on one input (one pool run) == one matmul each, bit for bit; == reference', { skip }, () => {
+  const K = 512;
+  // mixed activation formats: Q4_K repacked by 16 (N=64) and in llama.cpp's 8-row order (N=24), Q6_K and
+  // Q4_K share Q8_K blocks; F32 (router-like, N=60), Q8_0, F16 each their own
+  const specs: [GGMLType, number][] = [[GGMLType.Q4_K, 64], [GGMLType.Q4_K, 24], [GGMLType.Q6_K, 48], [GGMLType.F32, 60], [GGMLType.Q8_0, 32], [GGMLType.F16, 16]];
+  const r = rng(4242);
+  const ws = specs.map(([type, N], i) => weight(`w${i}.${typeName(type)}`, type, [N, K], r));
+  for (const T of [1, 5, 64]) {
+    const x = randn(T * K, r);
+    const want = ws.map((w) => {
+      const y = new Float32Array(T * w.shape[0]!);
+      ref.matmul({ y, x, w, T });
+      return y;
+    });
+    const refMany = ws.map((w) => new Float32Array(T * w.shape[0]!));
+    ref.matmuls({ x, outs: ws.map((w, i) => ({ y: refMany[i]!, w })), T });
+    assert.deepEqual(refMany, want, `reference matmuls T=${T}`);
+    for (const simd of simdModes()) {
+      for (const threads of [1, 2]) {
+        const nb = new NativeBackend({ threads });
+        const ys = ws.map((w) => new Float32Array(T * w.shape[0]!).fill(NaN));
+        withSimd(simd, () => nb.matmuls({ x, outs: ws.map((w, i) => ({ y: ys[i]!, w })), T }));
+        ws.forEach((w, i) => {
+          const one = new Float32Array(T * w.shape[0]!);
+          withSimd(simd, () => nb.matmul({ y: one, x, w, T }));
+          assert.deepEqual(ys[i], one, `${w.name} T=${T} simd=${simd} threads=${threads}: matmuls vs matmul`);
+          const e = relErr(ys[i]!, want[i]!);
+          assert.ok(e <= tolFor(w.type), `${w.name} T=${T} simd=${simd}: rel err ${e}`);
+        });
+      }
+    }
+  }
+  const nb = new NativeBackend({ threads: 2 });
+  const x = randn(K, r);
+  const y = (w: Tensor): Float32Array => new Float32Array(w.shape[0]!);
+  assert.throws(() => nb.matmuls({ x, outs: [], T: 1 }), /1 to 8 weights/);
+  assert.throws(() => nb.matmuls({ x, outs: Array.from({ length: 9 }, () => ({ y: y(ws[0]!), w: ws[0]! })), T: 1 }), /1 to 8 weights/);
+  assert.throws(() => nb.matmuls({ x, outs: [{ y: y(ws[0]!), w: ws[0]! }, { y: new Float32Array(3), w: ws[2]! }], T: 1 }), /y has 3 elements/);
+  assert.throws(() => nb.matmuls({ x, outs: [{ y: y(ws[4]!), w: ws[4]! }, { y: new Float32Array(32), w: weight('k256', GGMLType.Q8_0, [32, 256], r) }], T: 1 }), /has K/);
+  const shared = new Float32Array(64 + 24);
+  assert.throws(() => nb.matmuls({ x, outs: [{ y: shared.subarray(0, 64), w: ws[0]! }, { y: shared.subarray(40, 64), w: ws[1]! }], T: 1 }), /overlap/);
+  assert.throws(() => nb.matmuls({ x: x.subarray(1), outs: [{ y: y(ws[0]!), w: ws[0]! }], T: 1 }), /x has/);
+  // the addon's own checks: array lengths and weight sizes
+  const a = loadAddon();
+  assert.throws(() => a.matmuls(x, 1, K, [ws[4]!.data], [ws[4]!.type], [], 1), RangeError);
+  assert.throws(() => a.matmuls(x, 1, K, [ws[4]!.data.subarray(1)], [ws[4]!.type], [y(ws[4]!)], 1), RangeError);
 });
 
 test('moeFfn: native == reference, E=8, K=2, T in {1, 33}, with unused slots', { skip }, () => {
@@ -281,6 +332,39 @@ test('Q4_K repacked by 16 rows (AVX-512 and scalar kernels) == Q4_K as stored, b
   }
   assert.throws(() => a.repackQ4K(new Uint8Array(144 * 24), new Uint8Array(144 * 24), 24, 256, 1), /multiple of 16/);
   assert.throws(() => a.repackQ4K(new Uint8Array(144 * 16), new Uint8Array(144 * 15), 16, 256, 1), /size/);
+});
+
+test('Q4_K repack from a mapped file (read through the page cache, pages dropped) == from memory == scalar packing', { skip }, () => {
+  const a = loadAddon();
+  const r = rng(99);
+  const N = 1040, K = 768;
+  const w = weight('w', GGMLType.Q4_K, [N, K], r);
+  const dir = mkdtempSync(join(tmpdir(), 'moekit-repack-'));
+  const file = join(dir, 'w.bin');
+  try {
+    const pre = 96; // the tensor starts inside a page, as in a GGUF file
+    writeFileSync(file, Buffer.concat([Buffer.alloc(pre, 7), Buffer.from(w.data)]));
+    const h = a.mmapOpen(file);
+    const view = new Uint8Array(a.mmapView(h, pre, w.data.byteLength));
+    const scalar = new Uint8Array(w.data.byteLength);
+    const prev = a.cpuFeatures().simd;
+    a.setSimd(0); // ggml_compat.c mkc_q4K_r16_pack, the reference for the AVX-512 gathers
+    try {
+      a.repackQ4K(scalar, w.data, N, K, 1);
+    } finally {
+      a.setSimd(prev);
+    }
+    for (const threads of [1, 2]) {
+      const fromMem = new Uint8Array(w.data.byteLength), fromFile = new Uint8Array(w.data.byteLength);
+      a.repackQ4K(fromMem, w.data, N, K, threads);
+      a.repackQ4K(fromFile, view, N, K, threads);
+      assert.deepEqual(fromMem, scalar, `threads=${threads}: from memory`);
+      assert.deepEqual(fromFile, scalar, `threads=${threads}: from the file`);
+    }
+    assert.deepEqual(view, w.data, 'the dropped pages read back from the file');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('attention: native == reference with GQA and pos0 > 0, f16 (T < 64) and f32 (T >= 64) paths', { skip }, () => {

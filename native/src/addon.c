@@ -4,6 +4,7 @@
  * call can make a kernel read or write out of bounds.
  *
  *   matmul(y, x, w, type, T, N, K, threads)
+ *   matmuls(x, T, K, ws[], types[], ys[], threads)   (several matrices on the same x, one pool run)
  *   moeFfn(out, x, gate, gateType, up, upType, down, downType, ids, weights, T, K, E, F, D, threads)
  *   attention(out, q, kCache, vCache, T, pos0, H, Hkv, Dh, ctx, scale, threads)
  *   getRows(out, w, type, K, rows)
@@ -106,6 +107,50 @@ static napi_value js_matmul(napi_env env, napi_callback_info info) {
     return NULL;
   pthread_mutex_lock(&op_lock);
   mk_matmul(y.data, x.data, w.data, type, T, N, K, threads_for(th));
+  pthread_mutex_unlock(&op_lock);
+  return NULL;
+}
+
+/* matmuls(x, T, K, ws, types, ys, threads): ws/types/ys arrays of the same length n in [1, MK_MAX_MATMULS];
+ * ys[i] = x · ws[i]ᵀ, N_i = ys[i].length / T */
+static napi_value js_matmuls(napi_env env, napi_callback_info info) {
+  napi_value a[7];
+  view x;
+  int T, K, th;
+  uint32_t n = 0, nt = 0, ny = 0;
+  bool arr[3];
+  if (!get_args(env, info, 7, a) || !get_view(env, a[0], napi_float32_array, &x, "x") ||
+      !get_int(env, a[1], 1, IMAX, &T, "T") || !get_int(env, a[2], 1, IMAX, &K, "K") ||
+      !get_int(env, a[6], 1, 256, &th, "threads"))
+    return NULL;
+  for (int i = 0; i < 3; i++)
+    if (napi_is_array(env, a[3 + i], &arr[i]) != napi_ok) arr[i] = false;
+  if (!check(env, arr[0] && arr[1] && arr[2], "matmuls: ws, types and ys must be arrays") ||
+      napi_get_array_length(env, a[3], &n) != napi_ok || napi_get_array_length(env, a[4], &nt) != napi_ok ||
+      napi_get_array_length(env, a[5], &ny) != napi_ok ||
+      !check(env, n >= 1 && n <= MK_MAX_MATMULS && nt == n && ny == n, "matmuls: 1 to 8 matrices, one type and one y each") ||
+      !check(env, x.length == (size_t)T * K, "matmuls: x must have T*K elements"))
+    return NULL;
+  float *ys[MK_MAX_MATMULS];
+  const uint8_t *ws[MK_MAX_MATMULS];
+  int types[MK_MAX_MATMULS], Ns[MK_MAX_MATMULS];
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value vw, vt, vy;
+    view w, y;
+    if (napi_get_element(env, a[3], i, &vw) != napi_ok || napi_get_element(env, a[4], i, &vt) != napi_ok ||
+        napi_get_element(env, a[5], i, &vy) != napi_ok || !get_view(env, vw, napi_uint8_array, &w, "matmuls ws[i]") ||
+        !get_int(env, vt, 0, 255, &types[i], "matmuls types[i]") || !get_view(env, vy, napi_float32_array, &y, "matmuls ys[i]") ||
+        !check(env, y.length % (size_t)T == 0 && y.length / (size_t)T >= 1 && y.length / (size_t)T <= IMAX,
+               "matmuls: ys[i] must have T*N elements"))
+      return NULL;
+    Ns[i] = (int)(y.length / (size_t)T);
+    const size_t wb = weight_bytes(types[i], K, (size_t)Ns[i]);
+    if (!check(env, wb != 0 && w.length == wb, "matmuls: a weight size does not match type/N/K")) return NULL;
+    ws[i] = w.data;
+    ys[i] = y.data;
+  }
+  pthread_mutex_lock(&op_lock);
+  mk_matmuls((int)n, ys, x.data, ws, types, Ns, T, K, threads_for(th));
   pthread_mutex_unlock(&op_lock);
   return NULL;
 }
@@ -366,6 +411,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   }
   napi_property_descriptor props[] = {
     {"matmul", NULL, js_matmul, NULL, NULL, NULL, napi_default, NULL},
+    {"matmuls", NULL, js_matmuls, NULL, NULL, NULL, napi_default, NULL},
     {"moeFfn", NULL, js_moe_ffn, NULL, NULL, NULL, napi_default, NULL},
     {"attention", NULL, js_attention, NULL, NULL, NULL, napi_default, NULL},
     {"getRows", NULL, js_get_rows, NULL, NULL, NULL, napi_default, NULL},

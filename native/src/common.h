@@ -149,6 +149,9 @@ typedef void (*mk_q4K_r16_fn)(int nb, const uint8_t *wg, const uint8_t *act, siz
                               float *s, size_t s_stride);
 void mk_q4K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, int nt, int gemm,
                           float *s, size_t s_stride);
+/* Groups [g0, g1) of Q4_K [*, K] into T_Q4_K_R16 (kernels_avx512.c; ggml_compat.c mkc_q4K_r16_pack is the
+ * reference, also for offsets: the 16 rows of a group must lie within 2^31 bytes). */
+void mk_q4K_r16_pack_512(uint8_t *dst, const uint8_t *src, int g0, int g1, int K);
 
 /* Returns NULL for an unsupported type. simd != 0 selects the AVX2 kernels when available. */
 const mk_type_ops *mk_ops(int type, int simd);

@@ -325,6 +325,26 @@ TGT5 void mk_q4K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, si
 #undef R16_CASE
 }
 
+/* The T_Q4_K_R16 layout of ggml_compat.c mkc_q4K_r16_pack (the reference), by 16-lane gathers: a 144-byte
+ * Q4_K block is 36 dwords (d|dmin, 3 of scales, 32 of qs) and output vector w holds dword w of the 16 rows,
+ * except that d and dmin are split into two 16 × u16 halves. */
+TGT5 void mk_q4K_r16_pack_512(uint8_t *dst, const uint8_t *src, int g0, int g1, int K) {
+  const int nb = K / QK_K;
+  const size_t row = (size_t)nb * sizeof(block_q4_K);
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32((int)row));
+  for (int g = g0; g < g1; g++)
+    for (int i = 0; i < nb; i++) {
+      const uint8_t *b = src + (size_t)MK_R16 * g * row + (size_t)i * sizeof(block_q4_K);
+      uint8_t *o = dst + ((size_t)g * nb + i) * MK_R16_BLOCK;
+      const __m512i dd = _mm512_i32gather_epi32(idx, b, 1);
+      _mm256_storeu_si256((__m256i *)o, _mm512_cvtepi32_epi16(dd));
+      _mm256_storeu_si256((__m256i *)(o + 32), _mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
+      for (int w = 1; w < (int)sizeof(block_q4_K) / 4; w++)
+        _mm512_storeu_si512(o + 64 * w, _mm512_i32gather_epi32(idx, b + 4 * w, 1));
+    }
+}
+
 int mk_avx512_fill(int type, mk_type_ops *o) {
   switch (type) {
     case T_Q8_0: o->dot = dot_q8_0_512; o->dot_tile = tile_q8_0; return 1;
@@ -339,6 +359,9 @@ int mk_avx512_fill(int type, mk_type_ops *o) {
 
 int mk_cpu_has_avx512(void) { return 0; }
 int mk_avx512_fill(int type, mk_type_ops *o) { (void)type; (void)o; return 0; }
+void mk_q4K_r16_pack_512(uint8_t *dst, const uint8_t *src, int g0, int g1, int K) {
+  (void)dst; (void)src; (void)g0; (void)g1; (void)K;
+}
 void mk_q4K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, int nt, int gemm,
                           float *s, size_t s_stride) {
   (void)nb; (void)wg; (void)act; (void)act_stride; (void)nt; (void)gemm; (void)s; (void)s_stride;

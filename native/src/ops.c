@@ -6,12 +6,15 @@
 #include "ggml_compat.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -115,35 +118,44 @@ static void rows_times_tokens(const mk_type_ops *o, const uint8_t *w, size_t wro
   }
 }
 
+/* One weight matrix of a (multi-)matmul job: y[T, N] = act · wᵀ, work items [first, first + nchunks). */
 typedef struct {
   const mk_type_ops *o;
   const uint8_t *w, *act;
   size_t wrow, arow;
   float *y;
-  int T, N, K, chunk, nchunks;
-  _Atomic int next;
+  int N, chunk, first;
   int f32_exact; /* F32 weights: sum in llama.cpp's order (ggml_compat.c), -1 = off */
   int q4k_rp;    /* Q4_K weights in llama.cpp's repacked order (ggml_compat.c mkc_q4K_rows) */
   int r16;       /* T_Q4_K_R16 weights (the same order, mkc_q4K_r16_rows) */
+} matmul_part;
+
+typedef struct {
+  matmul_part p[MK_MAX_MATMULS];
+  int n, T, K, nchunks;
+  _Atomic int next;
 } matmul_job;
 
 static void matmul_task(void *vp, int ith, int nth) {
   (void)ith; (void)nth;
   matmul_job *j = vp;
   for (int c; (c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->nchunks;) {
-    const int r0 = c * j->chunk, r1 = imin(j->N, r0 + j->chunk);
-    if (j->f32_exact >= 0) {
-      const float *w = (const float *)j->w, *x = (const float *)j->act;
+    int m = 0;
+    while (m + 1 < j->n && c >= j->p[m + 1].first) m++;
+    const matmul_part *p = &j->p[m];
+    const int r0 = (c - p->first) * p->chunk, r1 = imin(p->N, r0 + p->chunk);
+    if (p->f32_exact >= 0) {
+      const float *w = (const float *)p->w, *x = (const float *)p->act;
       for (int t = 0; t < j->T; t++)
         for (int r = r0; r < r1; r++)
-          j->y[(size_t)t * j->N + r] = mkc_dot_f32(w + (size_t)r * j->K, x + (size_t)t * j->K, j->K, j->f32_exact);
-    } else if (j->r16) {
-      mkc_q4K_r16_rows(j->w + (size_t)r0 * j->wrow, j->K, (r1 - r0) / MK_R16, j->act, j->arow, j->T,
-                       mkc_q4K_gemm_rows(j->T), j->y + r0, (size_t)j->N, use_simd);
-    } else if (j->q4k_rp) {
-      mkc_q4K_rows(j->w, j->wrow, r0, r1, j->act, j->arow, j->T, j->K, j->y, (size_t)j->N);
+          p->y[(size_t)t * p->N + r] = mkc_dot_f32(w + (size_t)r * j->K, x + (size_t)t * j->K, j->K, p->f32_exact);
+    } else if (p->r16) {
+      mkc_q4K_r16_rows(p->w + (size_t)r0 * p->wrow, j->K, (r1 - r0) / MK_R16, p->act, p->arow, j->T,
+                       mkc_q4K_gemm_rows(j->T), p->y + r0, (size_t)p->N, use_simd);
+    } else if (p->q4k_rp) {
+      mkc_q4K_rows(p->w, p->wrow, r0, r1, p->act, p->arow, j->T, j->K, p->y, (size_t)p->N);
     } else {
-      rows_times_tokens(j->o, j->w, j->wrow, r0, r1, j->act, j->arow, j->T, j->K, j->y, (size_t)j->N);
+      rows_times_tokens(p->o, p->w, p->wrow, r0, r1, p->act, p->arow, j->T, j->K, p->y, (size_t)p->N);
     }
   }
 }
@@ -162,29 +174,68 @@ static void convert_rows(const mk_type_ops *o, const float *x, int T, int K, uin
   for (int t = 0; t < T; t++) o->quant_act(x + (size_t)t * K, dst + (size_t)t * arow, K);
 }
 
-void mk_matmul(float *y, const float *x, const uint8_t *w, int type, int T, int N, int K, int nth) {
-  const mk_type_ops *o = mk_ops(type, use_simd);
-  const size_t arow = mk_row_bytes(o->vec_dot_type, K);
-  if (type == T_Q4_K_R16 && N % MK_R16) { /* not a whole number of groups: no such tensor is packed */
-    for (size_t i = 0; i < (size_t)T * N; i++) y[i] = NAN;
-    return;
+/*
+ * ys[i][T, Ns[i]] = x[T, K] · ws[i]ᵀ for n ≤ MK_MAX_MATMULS matrices in one pool run (q/k/v, gate/up):
+ * x is converted once per distinct activation format, and every output row is computed by the same
+ * function on the same bytes as a matmul of that matrix alone, so results do not change.
+ */
+void mk_matmuls(int n, float *const *ys, const float *x, const uint8_t *const *ws, const int *types,
+                const int *Ns, int T, int K, int nth) {
+  matmul_job j;
+  j.n = n;
+  j.T = T;
+  j.K = K;
+  j.nchunks = 0;
+  int fmt[MK_MAX_MATMULS]; /* activation format: vec-dot type, + 256 for ggml's 4-row Q8_K groups */
+  size_t act_off[MK_MAX_MATMULS], total = 0;
+  for (int i = 0; i < n; i++) {
+    matmul_part *p = &j.p[i];
+    const int type = types[i], N = Ns[i];
+    p->o = mk_ops(type, use_simd);
+    p->w = ws[i];
+    p->y = ys[i];
+    p->N = N;
+    p->wrow = mk_row_bytes(type, K);
+    p->arow = mk_row_bytes(p->o->vec_dot_type, K);
+    if (type == T_Q4_K_R16 && N % MK_R16) { /* not a whole number of groups: no such tensor is packed */
+      for (size_t e = 0; e < (size_t)T * N; e++) p->y[e] = NAN;
+      p->N = 0;
+    }
+    p->r16 = type == T_Q4_K_R16;
+    p->q4k_rp = type == T_Q4_K && mkc_q4K_repacked(N);
+    p->f32_exact = type == T_F32 ? mkc_f32_sgemm(N, K, T) : -1;
+    fmt[i] = p->o->vec_dot_type + (p->q4k_rp || p->r16 ? 256 : 0);
+    act_off[i] = SIZE_MAX;
+    for (int k = 0; k < i; k++)
+      if (fmt[k] == fmt[i]) act_off[i] = act_off[k];
+    if (act_off[i] == SIZE_MAX && p->o->vec_dot_type != T_F32) {
+      act_off[i] = total;
+      total += align64(p->arow * (size_t)T);
+    }
+    p->chunk = row_chunk(N, T, nth);
+    p->first = j.nchunks;
+    j.nchunks += (p->N + p->chunk - 1) / p->chunk;
   }
-  const int r16 = type == T_Q4_K_R16, q4k_rp = type == T_Q4_K && mkc_q4K_repacked(N);
-  const uint8_t *act;
-  if (o->vec_dot_type == T_F32) {
-    act = (const uint8_t *)x;
-  } else {
-    uint8_t *buf = scratch(arow * (size_t)T);
-    if (q4k_rp || r16) mkc_quant_q8_K_rows(x, T, K, buf, arow); /* 4-row groups as ggml's repack */
-    else convert_rows(o, x, T, K, buf, arow);
-    act = buf;
+  uint8_t *buf = total ? scratch(total) : NULL;
+  for (int i = 0; i < n; i++) {
+    matmul_part *p = &j.p[i];
+    if (p->o->vec_dot_type == T_F32) {
+      p->act = (const uint8_t *)x;
+      continue;
+    }
+    p->act = buf + act_off[i];
+    int done = 0;
+    for (int k = 0; k < i; k++) done |= fmt[k] == fmt[i];
+    if (done) continue;
+    if (fmt[i] >= 256) mkc_quant_q8_K_rows(x, T, K, buf + act_off[i], p->arow); /* 4-row groups as ggml's repack */
+    else convert_rows(p->o, x, T, K, buf + act_off[i], p->arow);
   }
-  matmul_job j = {o, w, act, mk_row_bytes(type, K), arow, y, T, N, K, 0, 0, 0, -1, q4k_rp, r16};
-  if (type == T_F32) j.f32_exact = mkc_f32_sgemm(N, K, T);
-  j.chunk = row_chunk(N, T, nth);
-  j.nchunks = (N + j.chunk - 1) / j.chunk;
   atomic_init(&j.next, 0);
-  mk_pool_run(matmul_task, &j, imin(nth, j.nchunks));
+  if (j.nchunks > 0) mk_pool_run(matmul_task, &j, imin(nth, j.nchunks));
+}
+
+void mk_matmul(float *y, const float *x, const uint8_t *w, int type, int T, int N, int K, int nth) {
+  mk_matmuls(1, &y, x, &w, &type, &N, T, K, nth);
 }
 
 /* ---- MoE FFN (tokens grouped by expert, like ggml mul_mat_id) --------------------------- */
@@ -523,21 +574,62 @@ void mk_attention(float *out, const float *q, const uint16_t *k, const uint16_t 
 
 /* ---- Q4_K repacking (T_Q4_K_R16) -------------------------------------------------------- */
 
+/* Groups (16 rows, contiguous in the source) read per pread: ~300 KB for K = 2048, an L2-sized bounce buffer. */
+#define REPACK_GROUPS 16
+
 typedef struct {
   uint8_t *dst;
   const uint8_t *src;
   int groups, K;
+  size_t group_bytes;
+  int fd;          /* >= 0: src lies in a read-only mapping of this file, at file offset foff */
+  off_t foff;
+  uint8_t *bounce; /* [nth][REPACK_GROUPS * group_bytes] when fd >= 0 */
 } repack_job;
 
+/* Reads the source through the page cache (pread) into a per-thread buffer instead of touching the mapped
+ * pages: on this VM every first touch of a 4 KiB page costs a fault, mapping the file costs as much as
+ * packing it, and the pages would be dropped right after. The destination is prefaulted by range per
+ * thread. Falls back to reading the mapping if a read comes up short. */
 static void repack_task(void *vp, int ith, int nth) {
   repack_job *j = vp;
   const int per = (j->groups + nth - 1) / nth, g0 = per * ith, g1 = imin(j->groups, g0 + per);
-  if (g0 < g1) mkc_q4K_r16_pack(j->dst, j->src, g0, g1, j->K);
+  if (g0 >= g1) return;
+#ifdef MADV_POPULATE_WRITE
+  const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  const uintptr_t d0 = (uintptr_t)(j->dst + (size_t)g0 * j->group_bytes) & ~(uintptr_t)(pg - 1);
+  const uintptr_t d1 = (uintptr_t)(j->dst + (size_t)g1 * j->group_bytes);
+  madvise((void *)d0, d1 - d0, MADV_POPULATE_WRITE); /* one call per range instead of a fault per page */
+#endif
+  /* 16-lane gathers where the group's byte offsets fit them (i32); the layout is the same */
+  void (*const pack)(uint8_t *, const uint8_t *, int, int, int) =
+      use_simd >= 2 && j->group_bytes <= INT32_MAX ? mk_q4K_r16_pack_512 : mkc_q4K_r16_pack;
+  if (j->fd < 0) {
+    pack(j->dst, j->src, g0, g1, j->K);
+    return;
+  }
+  uint8_t *buf = j->bounce + (size_t)ith * REPACK_GROUPS * j->group_bytes;
+  for (int g = g0; g < g1; g += REPACK_GROUPS) {
+    const int n = imin(REPACK_GROUPS, g1 - g);
+    const size_t len = (size_t)n * j->group_bytes;
+    const uint8_t *from = buf;
+    size_t got = 0;
+    while (got < len) {
+      const ssize_t r = pread(j->fd, buf + got, len - got, j->foff + (off_t)((size_t)g * j->group_bytes + got));
+      if (r <= 0) break;
+      got += (size_t)r;
+    }
+    if (got < len) from = j->src + (size_t)g * j->group_bytes; /* file shrank or I/O error: the mapping */
+    pack(j->dst + (size_t)g * j->group_bytes, from, 0, n, j->K);
+  }
 }
 
 /* [p, p + n) lies in one read-only mapping of a file (/proc/self/maps: not writable, inode != 0): its pages
- * can be dropped from this process and come back from the file if touched again */
-static int read_only_file_mapping(const void *p, size_t n) {
+ * can be dropped from this process and come back from the file if touched again. With fd != NULL, also
+ * opens that file (*fd, or -1 when it cannot be opened or is no longer the mapped inode) and gives the
+ * file offset of p. */
+static int read_only_file_mapping(const void *p, size_t n, int *fd, off_t *foff) {
+  if (fd) *fd = -1;
   FILE *f = fopen("/proc/self/maps", "r");
   if (!f) return 0;
   char line[4352];
@@ -546,8 +638,21 @@ static int read_only_file_mapping(const void *p, size_t n) {
   while (fgets(line, sizeof line, f)) {
     unsigned long lo, hi, off, inode;
     char perms[8], dev[32];
-    if (sscanf(line, "%lx-%lx %7s %lx %31s %lu", &lo, &hi, perms, &off, dev, &inode) == 6 && lo <= a && a < hi) {
+    int path_at = 0;
+    if (sscanf(line, "%lx-%lx %7s %lx %31s %lu %n", &lo, &hi, perms, &off, dev, &inode, &path_at) >= 6 && lo <= a && a < hi) {
       ok = inode != 0 && perms[0] == 'r' && perms[1] == '-' && n <= hi - a;
+      if (ok && fd && path_at > 0 && line[path_at] == '/') {
+        line[strcspn(line, "\n")] = 0;
+        const int d = open(line + path_at, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (d >= 0 && fstat(d, &st) == 0 && (unsigned long)st.st_ino == inode &&
+            (unsigned long long)st.st_size >= (unsigned long long)(off + (a - lo) + n)) {
+          *fd = d;
+          *foff = (off_t)(off + (a - lo));
+        } else if (d >= 0) {
+          close(d);
+        }
+      }
       break;
     }
   }
@@ -556,19 +661,29 @@ static int read_only_file_mapping(const void *p, size_t n) {
 }
 
 void mk_repack_q4K_r16(uint8_t *dst, const uint8_t *src, int N, int K, int nth) {
-  repack_job j = {dst, src, N / MK_R16, K};
-  const size_t pg = (size_t)sysconf(_SC_PAGESIZE), bytes = mk_row_bytes(T_Q4_K, K) * (size_t)N;
-  const uintptr_t s0 = (uintptr_t)src, d0 = (uintptr_t)dst, mask = ~(uintptr_t)(pg - 1);
+  const size_t group_bytes = mk_row_bytes(T_Q4_K, K) * MK_R16;
+  repack_job j = {dst, src, N / MK_R16, K, group_bytes, -1, 0, NULL};
+  const size_t pg = (size_t)sysconf(_SC_PAGESIZE), bytes = group_bytes * (size_t)j.groups;
+  const uintptr_t s0 = (uintptr_t)src, mask = ~(uintptr_t)(pg - 1);
+  const int file = read_only_file_mapping(src, bytes, &j.fd, &j.foff);
+  nth = imin(nth, j.groups);
+  if (j.fd >= 0 && !(j.bounce = malloc((size_t)nth * REPACK_GROUPS * group_bytes))) {
+    close(j.fd);
+    j.fd = -1;
+  }
 #ifdef MADV_POPULATE_READ
-  /* one call per range instead of a page fault per page: 2.5× faster from the mapped file */
-  madvise((void *)(s0 & mask), ((s0 + bytes + pg - 1) & mask) - (s0 & mask), MADV_POPULATE_READ);
-  madvise((void *)(d0 & mask), ((d0 + bytes + pg - 1) & mask) - (d0 & mask), MADV_POPULATE_WRITE);
+  if (j.fd < 0) /* one call per range instead of a page fault per page: 2.5× faster from the mapped file */
+    madvise((void *)(s0 & mask), ((s0 + bytes + pg - 1) & mask) - (s0 & mask), MADV_POPULATE_READ);
 #endif
-  mk_pool_run(repack_task, &j, imin(nth, j.groups));
+  mk_pool_run(repack_task, &j, nth);
+  if (j.fd >= 0) {
+    close(j.fd);
+    free(j.bounce);
+  }
   /* the source is normally the mapped model file: give its whole pages back (the repacked copy replaces
    * them), as llama.cpp's CPU_REPACK buffer replaces the mapped tensor */
   const uintptr_t b = (s0 + pg - 1) & mask, e = (s0 + bytes) & mask;
-  if (e > b && read_only_file_mapping(src, bytes)) madvise((void *)b, e - b, MADV_DONTNEED);
+  if (e > b && file) madvise((void *)b, e - b, MADV_DONTNEED);
 }
 
 /* ---- getRows --------------------------------------------------------------------------- */

@@ -13,6 +13,10 @@ int mk_has_avx512(void); /* AVX-512 F/VL/BW/VNNI kernels usable (and not disable
 
 /* y[T, N] = x[T, K] · w[N, K]ᵀ */
 void mk_matmul(float *y, const float *x, const uint8_t *w, int type, int T, int N, int K, int nth);
+/* ys[i][T, Ns[i]] = x[T, K] · ws[i][Ns[i], K]ᵀ, i < n ≤ MK_MAX_MATMULS, in one pool run */
+#define MK_MAX_MATMULS 8
+void mk_matmuls(int n, float *const *ys, const float *x, const uint8_t *const *ws, const int *types,
+                const int *Ns, int T, int K, int nth);
 
 typedef struct {
   float *out;          /* [T, D] */
@@ -31,8 +35,8 @@ void mk_moe_ffn(const mk_moe_args *a, int nth);
 void mk_attention(float *out, const float *q, const uint16_t *k, const uint16_t *v, int T, int pos0, int H,
                   int Hkv, int Dh, float scale, int nth);
 
-/* dst (T_Q4_K_R16) = Q4_K src [N, K], N a multiple of 16; then src's pages leave the process if it is a
- * read-only file mapping (the model file) */
+/* dst (T_Q4_K_R16) = Q4_K src [N, K], N a multiple of 16. When src is a read-only file mapping (the model
+ * file) it is read through the page cache (pread) and its pages then leave the process. */
 void mk_repack_q4K_r16(uint8_t *dst, const uint8_t *src, int N, int K, int nth);
 
 /* out[n, K] = dequant(w[rows[i]]) */

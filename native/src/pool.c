@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #if defined(__linux__)
@@ -33,8 +34,11 @@ static struct {
   mk_task_fn fn;
   void *arg;
   int nth;
-  _Atomic int generation; /* bumped once per run (and on shutdown) */
-  _Atomic int finished;   /* workers done with the current generation */
+  _Atomic int generation; /* bumped once per run (and on shutdown): what sleeping workers wait on */
+  /* the open run: (run number << 32) | slots, slots = thread indices 1..slots not yet claimed; a worker
+   * claims index `slots` by decrementing it, the caller closes the run by setting it to 0 */
+  _Atomic uint64_t run;
+  _Atomic int finished;   /* workers done with their claimed index of the current run */
   _Atomic int sleepers;
   _Atomic int stop;
 } P;
@@ -57,7 +61,7 @@ static void futex_wake_all(_Atomic int *addr) {
 }
 
 static void *worker_main(void *vp) {
-  const int ith = (int)(intptr_t)vp;
+  (void)vp;
   int seen = 0;
   for (;;) {
     int g;
@@ -74,8 +78,13 @@ static void *worker_main(void *vp) {
     }
     seen = g;
     if (atomic_load_explicit(&P.stop, memory_order_acquire)) return NULL;
-    if (ith < P.nth) P.fn(P.arg, ith, P.nth);
-    atomic_fetch_add_explicit(&P.finished, 1, memory_order_acq_rel);
+    uint64_t v = atomic_load_explicit(&P.run, memory_order_acquire);
+    while ((uint32_t)v != 0) /* a slot is left: claim it (the run may be newer than `seen`; fn/arg are its own) */
+      if (atomic_compare_exchange_weak_explicit(&P.run, &v, v - 1, memory_order_acq_rel, memory_order_acquire)) {
+        P.fn(P.arg, (int)(uint32_t)v, P.nth);
+        atomic_fetch_add_explicit(&P.finished, 1, memory_order_acq_rel);
+        break;
+      }
   }
 }
 
@@ -88,6 +97,7 @@ void mk_pool_shutdown(void) {
   P.nworkers = 0;
   atomic_store(&P.stop, 0);
   atomic_store(&P.generation, 0);
+  atomic_store(&P.run, 0);
   atomic_store(&P.finished, 0);
 }
 
@@ -97,7 +107,7 @@ int mk_pool_resize(int n) {
   if (n - 1 == P.nworkers) return n;
   mk_pool_shutdown();
   for (int i = 0; i < n - 1; i++) {
-    if (pthread_create(&P.threads[i], NULL, worker_main, (void *)(intptr_t)(i + 1)) != 0) break;
+    if (pthread_create(&P.threads[i], NULL, worker_main, NULL) != 0) break;
     P.nworkers++;
   }
   return P.nworkers + 1;
@@ -115,11 +125,19 @@ void mk_pool_run(mk_task_fn fn, void *arg, int nth) {
   P.arg = arg;
   P.nth = nth;
   atomic_store_explicit(&P.finished, 0, memory_order_relaxed);
-  atomic_fetch_add(&P.generation, 1); /* seq_cst: publishes the job, ordered before the sleeper check */
+  const uint64_t id = (atomic_load_explicit(&P.run, memory_order_relaxed) >> 32) + 1;
+  atomic_store_explicit(&P.run, id << 32 | (uint64_t)(nth - 1), memory_order_release);
+  atomic_fetch_add(&P.generation, 1); /* seq_cst: ordered before the sleeper check */
   if (atomic_load(&P.sleepers) > 0) futex_wake_all(&P.generation);
   fn(arg, 0, nth);
+  /* Close the run and do the indices no worker claimed: on a loaded machine a descheduled worker then
+   * costs nothing here (instead of a wait until it is scheduled again). Tasks partition work by index
+   * or by shared counters, with no barrier between threads, so any thread may run any index. */
+  const int left = (int)(uint32_t)atomic_exchange_explicit(&P.run, id << 32, memory_order_acq_rel);
+  for (int i = 1; i <= left; i++) fn(arg, i, nth);
+  const int joined = nth - 1 - left;
   int spins = 0;
-  while (atomic_load_explicit(&P.finished, memory_order_acquire) < P.nworkers) {
+  while (atomic_load_explicit(&P.finished, memory_order_acquire) < joined) {
     if (++spins < SPIN_ROUNDS) CPU_RELAX();
     else sched_yield();
   }

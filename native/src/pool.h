@@ -1,7 +1,9 @@
 /*
  * Persistent worker pool. Workers are created once and reused for every op; the calling
- * thread is worker 0. A run wakes the workers (they spin briefly, then sleep on a futex),
- * runs fn(arg, ith, nth) on nth threads and returns when all have finished.
+ * thread is worker 0. A run wakes the workers (they spin briefly, then sleep on a futex) and
+ * calls fn(arg, ith, nth) once for every ith in [0, nth): workers claim indices as they arrive,
+ * and the caller runs, after its own, the indices no worker claimed yet. So fn must not wait for
+ * another index to run concurrently (no barriers between indices); it returns when all are done.
  */
 #ifndef MOEKIT_POOL_H
 #define MOEKIT_POOL_H

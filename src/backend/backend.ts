@@ -24,6 +24,17 @@ export interface MatmulArgs {
   T: number;
 }
 
+/** Most weights one `matmuls` call takes (native/src/ops.h MK_MAX_MATMULS). */
+export const MAX_MATMULS = 8;
+
+export interface MatmulsArgs {
+  /** [T, K] input rows, shared by every product */
+  x: Float32Array;
+  /** y_i [T, N_i] = x · w_iᵀ, w_i [N_i, K]; each y_i is overwritten */
+  outs: { y: Float32Array; w: Tensor }[];
+  T: number;
+}
+
 export interface MoeFfnArgs {
   /** [T, D] output, overwritten: out[t] = Σ_j weights[t,j] · down_e( act(gate_e·x_t) ⊙ (up_e·x_t) ), e = ids[t,j] */
   out: Float32Array;
@@ -75,6 +86,11 @@ export interface Backend {
   readonly threads: number;
   /** y = x · Wᵀ */
   matmul(a: MatmulArgs): void;
+  /**
+   * Several matmuls on the same input (q/k/v, gate/up) in one pass: y_i = x · w_iᵀ for at most
+   * MAX_MATMULS weights, each y_i bit-identical to `matmul({ y: y_i, x, w: w_i, T })`.
+   */
+  matmuls(a: MatmulsArgs): void;
   /** Fused SwiGLU MoE FFN over the selected experts only, tokens grouped by expert (ggml mul_mat_id). */
   moeFfn(a: MoeFfnArgs): void;
   /** Causal multi-head attention (GQA: head h reads KV head floor(h / (H/Hkv))). */

@@ -7,7 +7,7 @@
  * Exports: loadAddon(), nativeAvailable(), class NativeBackend implements Backend.
  */
 import { createRequire } from 'node:module';
-import type { AttentionArgs, Backend, GetRowsArgs, MatmulArgs, MoeFfnArgs } from './backend.js';
+import { MAX_MATMULS, type AttentionArgs, type Backend, type GetRowsArgs, type MatmulArgs, type MatmulsArgs, type MoeFfnArgs } from './backend.js';
 import { GGMLType, isSupportedType, tensorBytes, typeName, type Tensor } from '../tensor.js';
 
 export interface MmapHandle {
@@ -18,6 +18,8 @@ export interface MmapHandle {
 /** The raw addon (native/src/addon.c). Positional and unchecked beyond sizes: use NativeBackend. */
 export interface Addon {
   matmul(y: Float32Array, x: Float32Array, w: Uint8Array, type: number, T: number, N: number, K: number, threads: number): void;
+  /** ys[i] [T, N_i] = x [T, K] · ws[i]ᵀ (N_i = ys[i].length / T), 1 to 8 matrices in one pool run. */
+  matmuls(x: Float32Array, T: number, K: number, ws: Uint8Array[], types: number[], ys: Float32Array[], threads: number): void;
   moeFfn(
     out: Float32Array, x: Float32Array,
     gate: Uint8Array, gateType: number, up: Uint8Array, upType: number, down: Uint8Array, downType: number,
@@ -123,6 +125,10 @@ function checkLength(what: string, arr: { length: number }, want: number): void 
   if (arr.length !== want) fail(`${what} has ${arr.length} elements, expected ${want}`);
 }
 
+function overlaps(a: Float32Array, b: Float32Array): boolean {
+  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}
+
 /** A weight tensor's type is supported and its bytes match its shape exactly. */
 function checkWeight(w: Tensor, rank: number): void {
   if (!isSupportedType(w.type) || !NATIVE_TYPES.has(w.type)) {
@@ -168,6 +174,27 @@ export class NativeBackend implements Backend {
     checkLength(`matmul ${w.name} y`, y, T * N);
     const [wd, wt] = weightData(this.addon, this.repack, w, N, this.threads);
     this.addon.matmul(y, x, wd, wt, T, N, K, this.threads);
+  }
+
+  matmuls({ x, outs, T }: MatmulsArgs): void {
+    checkCount('matmuls T', T);
+    if (outs.length < 1 || outs.length > MAX_MATMULS) fail(`matmuls: 1 to ${MAX_MATMULS} weights, got ${outs.length}`);
+    const K = outs[0]!.w.shape[1]!;
+    const ws: Uint8Array[] = [], types: number[] = [], ys: Float32Array[] = [];
+    for (const { y, w } of outs) {
+      checkWeight(w, 2);
+      const [N, Kw] = w.shape as [number, number];
+      if (Kw !== K) fail(`matmuls: ${w.name} [${w.shape}] has K ${Kw}, the first weight has ${K}`);
+      if (!(y instanceof Float32Array)) fail(`matmuls ${w.name}: y must be a Float32Array`);
+      checkLength(`matmuls ${w.name} y`, y, T * N);
+      if (overlaps(y, x) || ys.some((o) => overlaps(o, y))) fail(`matmuls ${w.name}: y must not overlap x or another y`);
+      const [wd, wt] = weightData(this.addon, this.repack, w, N, this.threads);
+      ws.push(wd);
+      types.push(wt);
+      ys.push(y);
+    }
+    checkLength('matmuls x', x, T * K);
+    this.addon.matmuls(x, T, K, ws, types, ys, this.threads);
   }
 
   moeFfn({ out, x, gate, up, down, ids, weights, T, K }: MoeFfnArgs): void {

@@ -12,7 +12,7 @@
  * Layering note: the block formats live in formats/quants.ts and formats/half.ts, which import only
  * tensor.ts / errors.ts, so this file uses them as leaf modules.
  */
-import type { AttentionArgs, Backend, GetRowsArgs, MatmulArgs, MoeFfnArgs } from './backend.js';
+import { MAX_MATMULS, type AttentionArgs, type Backend, type GetRowsArgs, type MatmulArgs, type MatmulsArgs, type MoeFfnArgs } from './backend.js';
 import { GGMLType, rowBytes } from '../tensor.js';
 import {
   dequantize, dotQ4KRepackAt, gemmRows, q4KRepacked, quantizeActivations, quantizeActivationsQ8KRepack, vecDotAt, vecDotTypeOf,
@@ -79,6 +79,12 @@ export class ReferenceBackend implements Backend {
     const xq = repack ? quantizeActivationsQ8KRepack(x, T, K) : quantizeActivations(w.type, x, T, K);
     // 2. one vec-dot per output element
     matmulRows(w.type, w.data, 0, N, K, xq, rowBytes(vecDotTypeOf(w.type), K), T, y, 0, repack ? gemmRows(T) : 0);
+  }
+
+  /** Each product on its own: the definition of `matmuls` (one pass is only a scheduling matter). */
+  matmuls({ x, outs, T }: MatmulsArgs): void {
+    assert(outs.length >= 1 && outs.length <= MAX_MATMULS, `matmuls: 1 to ${MAX_MATMULS} weights, got ${outs.length}`);
+    for (const { y, w } of outs) this.matmul({ y, x, w, T });
   }
 
   /**

@@ -60,9 +60,7 @@ export function attention(
   const q = new Float32Array(T * qDim);
   const k = new Float32Array(T * kvDim);
   const v = new Float32Array(T * kvDim);
-  be.matmul({ y: q, x, w: w.q, T });
-  be.matmul({ y: k, x, w: w.k, T });
-  be.matmul({ y: v, x, w: w.v, T });
+  be.matmuls({ x, outs: [{ y: q, w: w.q }, { y: k, w: w.k }, { y: v, w: w.v }], T });
   if (w.qBias) addBias(q, w.qBias, T);
   if (w.kBias) addBias(k, w.kBias, T);
   if (w.vBias) addBias(v, w.vBias, T);

@@ -8,7 +8,7 @@
  * Top-k-then-softmax (Mixtral's HF code) equals softmax-then-top-k-then-renormalise; we compute the latter,
  * as llama.cpp does, so the numerics match it.
  */
-import type { Backend } from '../backend/backend.js';
+import type { Backend, MatmulsArgs } from '../backend/backend.js';
 import type { Tensor } from '../tensor.js';
 import { siluMul, sigmoid, softmax } from './ops.js';
 
@@ -70,11 +70,16 @@ export interface FfnWeights {
 
 /** y[T, D] = down( silu(gate·x) ⊙ up·x ) */
 export function denseFfn(be: Backend, x: Float32Array, T: number, w: FfnWeights): Float32Array {
-  const [F, D] = w.gate.shape;
+  const F = w.gate.shape[0];
   const g = new Float32Array(T * F);
   const u = new Float32Array(T * F);
-  be.matmul({ y: g, x, w: w.gate, T });
-  be.matmul({ y: u, x, w: w.up, T });
+  be.matmuls({ x, outs: [{ y: g, w: w.gate }, { y: u, w: w.up }], T });
+  return denseFfnDown(be, g, u, T, w);
+}
+
+/** The rest of denseFfn, given g = gate·x and u = up·x: down(silu(g) ⊙ u). */
+function denseFfnDown(be: Backend, g: Float32Array, u: Float32Array, T: number, w: FfnWeights): Float32Array {
+  const [F, D] = w.gate.shape;
   siluMul(g, u, F);
   const y = new Float32Array(T * D);
   be.matmul({ y, x: g, w: w.down, T });
@@ -130,15 +135,26 @@ export function moeFfn(
 ): { y: Float32Array; routing: Routing } {
   const [E, D] = w.router.shape;
   const logits = new Float32Array(T * E);
-  be.matmul({ y: logits, x, w: w.router, T });
+  // the router and the shared expert's input products (gate, up, sigmoid gate) all read x: one pass
+  const outs: MatmulsArgs['outs'] = [{ y: logits, w: w.router }];
+  let sg: Float32Array | undefined, su: Float32Array | undefined, gl: Float32Array | undefined;
+  if (w.shared) {
+    const F = w.shared.gate.shape[0];
+    sg = new Float32Array(T * F);
+    su = new Float32Array(T * F);
+    outs.push({ y: sg, w: w.shared.gate }, { y: su, w: w.shared.up });
+    if (w.sharedGate) {
+      gl = new Float32Array(T);
+      outs.push({ y: gl, w: w.sharedGate });
+    }
+  }
+  be.matmuls({ x, outs, T });
   const routing = policy ? policy(layer, logits, T, E, o.K, o.router) : route(logits, T, E, o.K, o.router);
   const y = new Float32Array(T * D);
   be.moeFfn({ out: y, x, gate: w.gateExps, up: w.upExps, down: w.downExps, ids: routing.ids, weights: routing.weights, T, K: routing.K });
   if (w.shared) {
-    const s = denseFfn(be, x, T, w.shared);
-    if (w.sharedGate) {
-      const gl = new Float32Array(T);
-      be.matmul({ y: gl, x, w: w.sharedGate, T });
+    const s = denseFfnDown(be, sg!, su!, T, w.shared);
+    if (gl) {
       for (let t = 0; t < T; t++) {
         const g = Math.fround(sigmoid(gl[t]));
         for (let i = 0; i < D; i++) y[t * D + i] += Math.fround(s[t * D + i] * g);
