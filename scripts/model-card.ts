@@ -17,6 +17,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../src/engine/model.js';
 import { writeFileAtomic } from '../src/formats/atomic.js';
+import { ngramBaselines } from '../src/train/baselines.js';
 import { BpeEncoder, bpeFromTokenizerJson } from '../src/train/bpe.js';
 import { exportGGUF, loadCheckpoint } from '../src/train/checkpoint.js';
 import { loadCorpus, splitDocs, tokenizeDocs, valBatches } from '../src/train/data.js';
@@ -59,24 +60,8 @@ const vb = valBatches(valTok, B, S, cfg.train.evalTokens ?? 16384);
 const V = cfg.model.vocab!;
 
 // ---- n-gram baselines on exactly the validation targets the trainer scores ---------------------
-const uni = new Float64Array(V);
-for (const t of trainTok) uni[t]++;
-const pUni = (w: number) => (uni[w] + 1) / (trainTok.length + V); // add-one
-const big = new Map<number, Map<number, number>>();
-for (let i = 1; i < trainTok.length; i++) {
-  let m = big.get(trainTok[i - 1]);
-  if (!m) big.set(trainTok[i - 1], (m = new Map()));
-  m.set(trainTok[i], (m.get(trainTok[i]) ?? 0) + 1);
-}
-/** Interpolated absolute discounting (Ney, Essen & Kneser 1994), d = 0.75, backing off to the unigram. */
-function pBig(v: number, w: number): number {
-  const m = big.get(v);
-  if (!m) return pUni(w);
-  let c = 0;
-  for (const x of m.values()) c += x;
-  const d = 0.75;
-  return Math.max((m.get(w) ?? 0) - d, 0) / c + ((d * m.size) / c) * pUni(w);
-}
+const ngram = ngramBaselines(trainTok, V);
+const pUni = ngram.unigram, pBig = ngram.bigram;
 let nllU = 0, nllB = 0, nTgt = 0;
 for (const b of vb) for (let i = 0; i < b.targets.length; i++) {
   nllU -= Math.log(pUni(b.targets[i]));
@@ -244,7 +229,7 @@ its row is not part of the same-compute comparison.` : ''}
 |---|---|---|---|---|
 ${all.map((r, i) => `| ${label[r.name]} | ${(r.params / 1e6).toFixed(2)} M | ${(r.active / 1e6).toFixed(2)} M | **${f2(evals[i]!.ppl)}** (${r.best.step}) | ${r.steps[r.steps.length - 1]!.lm!.toFixed(3)} |`).join('\n')}
 | unigram (add-one, fitted on the training tokens) | ${V} | | ${f2(pplUni)} | |
-| bigram (interpolated absolute discounting, d 0.75) | ${big.size.toLocaleString('en')} contexts | | ${f2(pplBig)} | |
+| bigram (interpolated absolute discounting, d 0.75) | ${ngram.contexts.toLocaleString('en')} contexts | | ${f2(pplBig)} | |
 
 The validation perplexities above were recomputed from the saved best checkpoints; the exported GGUF, run through the
 inference engine (\`loadModel\` + \`forward\`) on the first ${engN} of those targets, gives perplexity ${Math.exp(engNll / engN).toFixed(3)}

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { defaultModelPath } from '../src/engine/default-model.js';
 import { loadModel } from '../src/engine/model.js';
 import { compareLogits, oracleAvailable, openOracle } from '../src/testing/llama-oracle.js';
+import { ngramBaselines } from '../src/train/baselines.js';
 import { BpeEncoder, trainBpe } from '../src/train/bpe.js';
 import { loadCorpus, splitDocs, tokenizeDocs, valBatches } from '../src/train/data.js';
 import type { TrainConfig } from '../src/train/trainer.js';
@@ -36,22 +37,7 @@ test('the default model beats unigram and bigram baselines on held-out chapters,
     const trainTok = tokenizeDocs(enc, split.train), valTok = tokenizeDocs(enc, split.val);
     const S = cfg.model.seqLen, V = m.decoder.V;
     const windows = valBatches(valTok, 8, S, 2048);
-    const uni = new Float64Array(V);
-    for (const x of trainTok) uni[x]++;
-    const pUni = (w: number) => (uni[w] + 1) / (trainTok.length + V);
-    const ctx = new Map<number, Map<number, number>>();
-    for (let i = 1; i < trainTok.length; i++) {
-      const c = ctx.get(trainTok[i - 1]) ?? new Map<number, number>();
-      c.set(trainTok[i], (c.get(trainTok[i]) ?? 0) + 1);
-      ctx.set(trainTok[i - 1], c);
-    }
-    const pBig = (v: number, w: number) => { // interpolated absolute discounting, d = 0.75
-      const c = ctx.get(v);
-      if (!c) return pUni(w);
-      let n = 0;
-      for (const x of c.values()) n += x;
-      return Math.max((c.get(w) ?? 0) - 0.75, 0) / n + ((0.75 * c.size) / n) * pUni(w);
-    };
+    const { unigram: pUni, bigram: pBig } = ngramBaselines(trainTok, V);
     let nll = 0, nllU = 0, nllB = 0, n = 0;
     for (const b of windows) for (let w = 0; w < b.B; w++) {
       const ids = Array.from(b.inputs.subarray(w * S, (w + 1) * S));
