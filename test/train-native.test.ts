@@ -11,7 +11,8 @@ import { Rng } from '../src/testing/generate-model.js';
 import {
   attention_backward, attention_forward, crossentropy_forward, matmul_backward, matmul_forward, useNativeKernels,
 } from '../src/train/layers.js';
-import { MoeLM, type ModelConfig } from '../src/train/model.js';
+import { MoeLM, type ModelConfig, type ParamInfo } from '../src/train/model.js';
+import { AdamW } from '../src/train/optim.js';
 
 const skip = !nativeAvailable() && 'native addon not built';
 const rand = (n: number, rng: Rng) => Float32Array.from({ length: n }, () => rng.normal());
@@ -131,4 +132,23 @@ test('a whole training step: native kernels give the TypeScript loss and gradien
   assert.ok(Math.abs(r.n1.loss - r.ref.loss) <= 1e-5 * r.ref.loss, `loss ${r.n1.loss} vs ${r.ref.loss}`);
   close('grads', r.n1.grads, r.ref.grads, 1e-4);
   assert.deepEqual(r.n2.grads, r.n1.grads);
+});
+
+test('native AdamW step = TypeScript AdamW step, bit for bit', { skip }, () => {
+  const rng = new Rng(12);
+  const layout = [
+    { name: 'a', offset: 0, size: 70000, shape: [70000], decay: true, init: 'normal' },
+    { name: 'b', offset: 70000, size: 33, shape: [33], decay: false, init: 'ones' },
+  ] as unknown as ParamInfo[];
+  const n = 70033;
+  const p0 = rand(n, rng);
+  const grads = [rand(n, rng), rand(n, rng), rand(n, rng)];
+  const r = both(() => {
+    const opt = new AdamW(layout, n, { lr: 3e-3, warmup: 1, steps: 10, weightDecay: 0.1, beta2: 0.95 });
+    const p = p0.slice();
+    grads.forEach((g, i) => opt.step(p, g, 1e-3 * (i + 1)));
+    return [p, opt.m, opt.v];
+  });
+  r.n1.forEach((x, i) => assert.deepEqual(x, r.ref[i], `array ${i}: native differs from TypeScript`));
+  r.n2.forEach((x, i) => assert.deepEqual(x, r.ref[i]));
 });

@@ -12,7 +12,7 @@
  *   repackQ4K(dst, src, N, K, threads)   (Q4_K rows in groups of 16 for the AVX-512 kernels)
  *   setThreads(n) -> n, getThreads(), setSimd(on | 0 scalar, 1 best, 2 AVX2 only) -> active, cpuFeatures()
  *   mmapOpen(path), mmapView(handle, offset, length)   (mmap_file.c)
- *   trainGemm, trainXent, trainAttention   (train.c; the training kernels)
+ *   trainGemm, trainXent, trainAttention, trainAdamw   (train.c; the training kernels)
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -403,6 +403,32 @@ static napi_value js_train_attention(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* trainAdamw(params, grads, m, v, offset, size, b1, b2, eps, step, bc2, decay, threads) */
+static napi_value js_train_adamw(napi_env env, napi_callback_info info) {
+  napi_value a[13];
+  view p, g, m, v;
+  int off, n, th;
+  double h[6];
+  if (!get_args(env, info, 13, a) || !get_view(env, a[0], napi_float32_array, &p, "params") ||
+      !get_view(env, a[1], napi_float32_array, &g, "grads") || !get_view(env, a[2], napi_float32_array, &m, "m") ||
+      !get_view(env, a[3], napi_float32_array, &v, "v") || !get_int(env, a[4], 0, IMAX, &off, "offset") ||
+      !get_int(env, a[5], 0, IMAX, &n, "size") || !get_int(env, a[12], 1, 256, &th, "threads"))
+    return NULL;
+  for (int i = 0; i < 6; i++)
+    if (napi_get_value_double(env, a[6 + i], &h[i]) != napi_ok) {
+      napi_throw_type_error(env, NULL, "moekit native: trainAdamw hyper-parameters must be numbers");
+      return NULL;
+    }
+  if (!check(env, g.length == p.length && m.length == p.length && v.length == p.length, "trainAdamw: params/grads/m/v lengths differ") ||
+      !check(env, (size_t)off + (size_t)n <= p.length, "trainAdamw: offset + size exceeds the parameters"))
+    return NULL;
+  pthread_mutex_lock(&op_lock);
+  mk_train_adamw((float *)p.data + off, (const float *)g.data + off, (float *)m.data + off, (float *)v.data + off, n,
+                 h[0], h[1], h[2], h[3], h[4], h[5], threads_for(th));
+  pthread_mutex_unlock(&op_lock);
+  return NULL;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   static int initialized;
   if (!initialized) {
@@ -426,6 +452,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"trainGemm", NULL, js_train_gemm, NULL, NULL, NULL, napi_default, NULL},
     {"trainXent", NULL, js_train_xent, NULL, NULL, NULL, napi_default, NULL},
     {"trainAttention", NULL, js_train_attention, NULL, NULL, NULL, napi_default, NULL},
+    {"trainAdamw", NULL, js_train_adamw, NULL, NULL, NULL, napi_default, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

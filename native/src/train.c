@@ -440,3 +440,31 @@ void mk_train_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const
                 .B = B, .S = S, .H = H, .Dh = Dh};
   attn_run(&j, attn_bwd_task, nth);
 }
+
+/* ---- AdamW --------------------------------------------------------------------------------------- */
+
+typedef struct {
+  float *p, *m, *v;
+  const float *g;
+  long n;
+  double b1, b2, eps, step, bc2, decay; /* step = lr / bc1 */
+} adamw_job;
+
+/* The TypeScript step's exact arithmetic (double intermediates, f32 stores, same order, no contraction:
+ * the build uses -ffp-contract=off), so native and TypeScript runs give identical weights. */
+static void adamw_task(void *arg, int ith, int nth) {
+  const adamw_job *j = arg;
+  const long lo = j->n * ith / nth, hi = j->n * (ith + 1) / nth;
+  for (long i = lo; i < hi; i++) {
+    const double g = j->g[i];
+    j->m[i] = (float)(j->b1 * j->m[i] + (1 - j->b1) * g);
+    j->v[i] = (float)(j->b2 * j->v[i] + (1 - j->b2) * g * g);
+    j->p[i] = (float)(j->p[i] * j->decay - j->step * (j->m[i] / (sqrt((double)j->v[i]) / j->bc2 + j->eps)));
+  }
+}
+
+void mk_train_adamw(float *p, const float *g, float *m, float *v, long n, double b1, double b2, double eps,
+                    double step, double bc2, double decay, int nth) {
+  adamw_job j = {p, m, v, g, n, b1, b2, eps, step, bc2, decay};
+  mk_pool_run(adamw_task, &j, n < 65536 ? 1 : nth);
+}

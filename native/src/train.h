@@ -21,4 +21,9 @@ void mk_train_attn_fwd(float *out, float *att, const float *q, const float *k, c
 void mk_train_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                        const float *v, const float *att, int B, int S, int H, int Dh, int nth);
 
+/* One AdamW step over n parameters (src/train/optim.ts AdamW.step, bit for bit):
+ * m ← b1·m + (1−b1)·g; v ← b2·v + (1−b2)·g²; p ← p·decay − step·m/(√v/bc2 + eps). */
+void mk_train_adamw(float *p, const float *g, float *m, float *v, long n, double b1, double b2, double eps,
+                    double step, double bc2, double decay, int nth);
+
 #endif

@@ -57,6 +57,11 @@ export interface Addon {
     bwd: 0 | 1, o0: Float32Array, o1: Float32Array, o2: Float32Array, o3: Float32Array,
     q: Float32Array, k: Float32Array, v: Float32Array, att: Float32Array, B: number, S: number, H: number, Dh: number, threads: number,
   ): void;
+  /** One AdamW step over params[offset, offset+size) (src/train/optim.ts arithmetic, bit for bit); step = lr / (1 − β1^t). */
+  trainAdamw(
+    params: Float32Array, grads: Float32Array, m: Float32Array, v: Float32Array, offset: number, size: number,
+    b1: number, b2: number, eps: number, step: number, bc2: number, decay: number, threads: number,
+  ): void;
 }
 
 let addon: Addon | null | undefined;

@@ -27,6 +27,11 @@ export function useNativeKernels(threads: number): void {
   nat = threads > 0 ? { addon: loadAddon(), threads } : null;
 }
 
+/** The native kernels in use, if any (the optimizer's step uses them too). */
+export function nativeKernels(): { addon: Addon; threads: number } | null {
+  return nat;
+}
+
 const i32 = (a: ArrayLike<number>): Int32Array => (a instanceof Int32Array ? a : Int32Array.from(a));
 
 /** [R, C] → [C, R] */

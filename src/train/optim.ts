@@ -4,6 +4,7 @@
  * (torch.nn.utils.clip_grad_norm_: coef = max/(norm + 1e-6), applied when < 1) and a cosine
  * learning-rate schedule with linear warmup (nanoGPT `get_lr`).
  */
+import { nativeKernels } from './layers.js';
 import type { ParamInfo } from './model.js';
 
 export interface OptimConfig {
@@ -67,8 +68,13 @@ export class AdamW {
     const bc1 = 1 - Math.pow(b1, this.t);
     const bc2 = Math.sqrt(1 - Math.pow(b2, this.t));
     const { m, v } = this;
+    const nk = nativeKernels();
     for (const p of this.layout) {
       const decay = p.decay ? 1 - lr * wd : 1;
+      if (nk) { // the same arithmetic in C (native/src/train.c mk_train_adamw): identical bits
+        nk.addon.trainAdamw(params, grads, m, v, p.offset, p.size, b1, b2, eps, lr / bc1, bc2, decay, nk.threads);
+        continue;
+      }
       const end = p.offset + p.size;
       for (let i = p.offset; i < end; i++) {
         const g = grads[i];
