@@ -17,6 +17,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../src/engine/model.js';
 import { writeFileAtomic } from '../src/formats/atomic.js';
+import { logSoftmax } from '../src/routing/eval.js';
 import { ngramBaselines } from '../src/train/baselines.js';
 import { BpeEncoder, bpeFromTokenizerJson } from '../src/train/bpe.js';
 import { exportGGUF, loadCheckpoint } from '../src/train/checkpoint.js';
@@ -121,12 +122,7 @@ for (const b of vb.slice(0, 2)) for (let w = 0; w < b.B; w++) {
   const ids = Array.from(b.inputs.subarray(w * S, (w + 1) * S));
   const logits = await model.forward(ids);
   for (let t = 0; t < S; t++) {
-    const row = logits.subarray(t * V, (t + 1) * V);
-    let mx = -Infinity;
-    for (const x of row) mx = Math.max(mx, x);
-    let z = 0;
-    for (const x of row) z += Math.exp(x - mx);
-    engNll += Math.log(z) + mx - row[b.targets[w * S + t]];
+    engNll -= logSoftmax(logits, t, V)[b.targets[w * S + t]];
     engN++;
   }
 }

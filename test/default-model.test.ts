@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { defaultModelPath } from '../src/engine/default-model.js';
 import { loadModel } from '../src/engine/model.js';
+import { logSoftmax } from '../src/routing/eval.js';
 import { compareLogits, oracleAvailable, openOracle } from '../src/testing/llama-oracle.js';
 import { ngramBaselines } from '../src/train/baselines.js';
 import { BpeEncoder, trainBpe } from '../src/train/bpe.js';
@@ -43,13 +44,8 @@ test('the default model beats unigram and bigram baselines on held-out chapters,
       const ids = Array.from(b.inputs.subarray(w * S, (w + 1) * S));
       const logits = await m.forward(ids);
       for (let i = 0; i < S; i++) {
-        const row = logits.subarray(i * V, (i + 1) * V);
-        let mx = -Infinity;
-        for (const x of row) mx = Math.max(mx, x);
-        let z = 0;
-        for (const x of row) z += Math.exp(x - mx);
         const y = b.targets[w * S + i];
-        nll += Math.log(z) + mx - row[y];
+        nll -= logSoftmax(logits, i, V)[y];
         nllU -= Math.log(pUni(y));
         nllB -= Math.log(pBig(ids[i]!, y));
         n++;
