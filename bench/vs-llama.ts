@@ -1,8 +1,10 @@
 /**
  * moekit vs llama.cpp (node-llama-cpp, CPU) on the same GGUF, same threads, same prompt tokens.
  *
- *   npm run bench:vs-llama -- <model.gguf> [-t 2] [-p 128] [-n 64] [-r 3] [--json]
+ *   npm run bench:vs-llama -- <model.gguf> [-t 2] [-p 128] [-n 64] [-r 3] [--sequential] [--json]
  *
+ * --sequential loads and runs one engine after the other, for models whose two working sets do not
+ * fit in memory together (the qwen3-30b-a3b shape in 23 GiB); its ratios are not same-moment pairs.
  * Each engine runs in its own child process (so peak RSS is its own), both stay loaded, and the parent
  * asks them for one repetition at a time in alternating order (ABBA), so drift on a shared machine hits
  * both alike. A repetition = fresh sequence, the prompt as one batch, then n greedy single-token steps
@@ -24,6 +26,8 @@ interface Opts {
   prompt: number;
   gen: number;
   reps: number;
+  /** run the engines one after the other instead of both loaded and alternating */
+  sequential?: boolean;
 }
 
 type ToChild = { cmd: 'rep' } | { cmd: 'done' };
@@ -160,20 +164,29 @@ async function compare(path: string, o: Opts): Promise<{ moekit: EngineResult; l
   const prompt = promptTokens(m, o.prompt);
   await m.close();
 
-  const engines = [new ChildEngine('moekit', path, o, prompt), new ChildEngine('llama.cpp', path, o, prompt)];
+  const names: Engine[] = ['moekit', 'llama.cpp'];
   const ready: Extract<FromChild, { kind: 'ready' }>[] = [];
-  for (const e of engines) ready.push(await e.next('ready')); // one at a time: loads do not overlap
-  const times: RepTimes[][] = [[], []];
-  for (let r = 0; r < o.reps; r++) {
-    const order = r % 2 === 0 ? [0, 1] : [1, 0];
-    for (const i of order) {
-      const res = await engines[i]!.next('rep', { cmd: 'rep' });
-      times[i]!.push(res.t);
-      process.stderr.write(`rep ${r + 1}/${o.reps} ${engines[i]!.engine}: prompt ${(o.prompt / res.t.promptS).toFixed(2)} tok/s, decode ${(o.gen / res.t.decodeS).toFixed(2)} tok/s\n`);
-    }
-  }
   const done: Extract<FromChild, { kind: 'done' }>[] = [];
-  for (const e of engines) done.push(await e.next('done', { cmd: 'done' }));
+  const times: RepTimes[][] = [[], []];
+  const rep = async (e: ChildEngine, i: number, r: number) => {
+    const res = await e.next('rep', { cmd: 'rep' });
+    times[i]!.push(res.t);
+    process.stderr.write(`rep ${r + 1}/${o.reps} ${e.engine}: prompt ${(o.prompt / res.t.promptS).toFixed(2)} tok/s, decode ${(o.gen / res.t.decodeS).toFixed(2)} tok/s\n`);
+  };
+  if (o.sequential) {
+    // one engine at a time (models too big for both working sets at once): load, all reps, exit
+    for (const [i, name] of names.entries()) {
+      const e = new ChildEngine(name, path, o, prompt);
+      ready[i] = await e.next('ready');
+      for (let r = 0; r < o.reps; r++) await rep(e, i, r);
+      done[i] = await e.next('done', { cmd: 'done' });
+    }
+  } else {
+    const engines = names.map((n) => new ChildEngine(n, path, o, prompt));
+    for (const e of engines) ready.push(await e.next('ready')); // one at a time: loads do not overlap
+    for (let r = 0; r < o.reps; r++) for (const i of r % 2 === 0 ? [0, 1] : [1, 0]) await rep(engines[i]!, i, r);
+    for (const e of engines) done.push(await e.next('done', { cmd: 'done' }));
+  }
   const result = (i: number): EngineResult => ({
     info: ready[i]!.info,
     loadS: ready[i]!.loadS,
@@ -193,7 +206,7 @@ function format(path: string, o: Opts, r: { moekit: EngineResult; llama: EngineR
   const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
   const { moekit: a, llama: b } = r;
   return [
-    `model ${path}; ${o.threads} threads, prompt ${o.prompt} tokens, decode ${o.gen} tokens, ${o.reps} alternating reps`,
+    `model ${path}; ${o.threads} threads, prompt ${o.prompt} tokens, decode ${o.gen} tokens, ${o.reps} ${o.sequential ? 'reps per engine, engines one after the other (per-round ratios pair rep r of each: not adjacent in time)' : 'alternating reps'}`,
     `  moekit:    ${a.info}`,
     `  llama.cpp: ${b.info}`,
     `figure            | moekit                 | llama.cpp              | moekit ÷ llama.cpp (of medians) | per-round ratio med (min–max)`,
@@ -214,9 +227,10 @@ if (argv[0] === '--child') {
     .option('-p, --prompt <n>', 'prompt tokens', intFlag('--prompt', 1, 4096), 128)
     .option('-n, --gen <n>', 'decoded tokens', intFlag('--gen', 1, 4096), 64)
     .option('-r, --reps <n>', 'alternating repetitions', intFlag('--reps', 1, 100), 3)
+    .option('--sequential', 'one engine at a time (when both working sets do not fit in memory together)')
     .option('--json', 'print JSON')
     .action(async (path: string, f: Opts & { json?: boolean }) => {
-      const o: Opts = { threads: f.threads, prompt: f.prompt, gen: f.gen, reps: f.reps };
+      const o: Opts = { threads: f.threads, prompt: f.prompt, gen: f.gen, reps: f.reps, sequential: f.sequential };
       const r = await compare(path, o);
       const ratios = {
         prompt: r.moekit.prompt.median / r.llama.prompt.median,
