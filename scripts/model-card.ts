@@ -178,7 +178,7 @@ const cpu = cpus();
 const md = `# moekit default model: ${mc.nLayer}-layer MoE (${mc.nExpert} experts top-${mc.router.K} + 1 shared) trained on Moby-Dick
 
 \`models/default.gguf\` (${mb(gguf)} MB, F32, GGUF architecture \`qwen2moe\`) is what \`npm start\` and \`moekit run\` with no model
-argument run. It is small and trained for minutes on one novel: it writes Melville-flavoured text, not sense.
+argument run. It is small, trained in under an hour of one CPU thread on one novel: it writes Melville-flavoured text, not sense.
 It is here to make every moekit feature (routing controls, traces, offloading, evaluation) work on a real trained
 MoE out of the box, and as a yardstick for steering and compression.
 
@@ -256,8 +256,9 @@ npx moekit train --config models/train-config.json --out ${runs.ship} -t 1` : ''
 node --import tsx scripts/model-card.ts --moe runs/moe-6l --dense runs/dense-6l --switch runs/switch-6l${shipSeparate ? ` --ship ${runs.ship}` : ''} --out models
 \`\`\`
 
-Training is bit-for-bit deterministic for a given seed on a given machine (the kernels' results do not depend on
-the thread count).
+Training is bit-for-bit deterministic for a given seed, machine and moekit version (the kernels' results do not
+depend on the thread count); these runs used the kernels of the commit that added this card's model, so a later
+moekit (e.g. a faster exp in the cross-entropy) reproduces them closely, not bit for bit.
 `;
 writeFileAtomic(join(out, 'MODEL_CARD.md'), md);
 if (!existsSync(gguf)) throw new Error('export failed');

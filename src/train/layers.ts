@@ -34,13 +34,6 @@ export function nativeKernels(): { addon: Addon; threads: number } | null {
 
 const i32 = (a: ArrayLike<number>): Int32Array => (a instanceof Int32Array ? a : Int32Array.from(a));
 
-/** [R, C] → [C, R] */
-export function transpose(a: Float32Array, R: number, C: number): Float32Array {
-  const out = new Float32Array(R * C);
-  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) out[c * R + r] = a[r * C + c];
-  return out;
-}
-
 export function matmul_forward(out: Float32Array, x: Float32Array, w: Float32Array, T: number, I: number, O: number, b?: Float32Array): void {
   if (nat && T * I * O >= NATIVE_MIN_WORK) {
     nat.addon.trainGemm(out, x, w, T, O, I, 0, 1, 0, nat.threads); // x[T,I]·w[O,I]ᵀ
