@@ -213,68 +213,14 @@ static AI TGT void dot_q5_K_impl(int n, const void *w, const void *act, size_t s
 DISPATCH_NT(q4_K)
 DISPATCH_NT(q5_K)
 
+
 /*
  * Q6_K: q in [0, 63] (the -32 offset is applied afterwards as 32·Σ_j sc_j·bsums_j, exact in
  * integers). Each 32-byte vector of q spans two 16-element sub-blocks, so its scale vector has
  * sc[a] in the low 8 int16 lanes and sc[a+1] in the high 8.
+ * One Q6_K weight block (block i of a row) times NT tokens, into that row's accumulators acc[0..NT):
+ * the dot and the tile kernel below both run every block through this, so they are bit-identical.
  */
-static AI TGT void dot_q6_K_impl(int n, const void *vw, const void *act, size_t act_stride, const int NT, float *s) {
-  const block_q6_K *w = vw;
-  __m256 acc[MK_TILE];
-  for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
-  const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
-  for (int i = 0; i < n / QK_K; i++) {
-    for (int l = 0; l < 4; l++) _mm_prefetch((const char *)(w + i) + PF_AHEAD + 64 * l, _MM_HINT_T0);
-    const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[i].scales);
-    const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
-    __m256i sumi[MK_TILE];
-    for (int t = 0; t < NT; t++) {
-      const block_q8_K *x = (const block_q8_K *)ACT(t) + i;
-      const __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)x->bsums));
-      sumi[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
-    }
-    for (int h = 0; h < 2; h++) {
-      const __m256i qlA = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h));
-      const __m256i qlB = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h + 32));
-      const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[i].qh + 32 * h));
-      __m256i q[4], sv[4];
-      q[0] = _mm256_or_si256(_mm256_and_si256(qlA, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-      q[1] = _mm256_or_si256(_mm256_and_si256(qlB, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlA, 4), m4), _mm256_and_si256(qh, m30));
-      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlB, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-      for (int k = 0; k < 4; k++) {
-        const int a = 8 * h + 2 * k;
-        const __m128i idx = _mm_add_epi8(_mm_set_epi64x(0x0101010101010101LL, 0), _mm_set1_epi8((char)a));
-        sv[k] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, idx));
-      }
-      for (int t = 0; t < NT; t++) {
-        const int8_t *y = ((const block_q8_K *)ACT(t) + i)->qs + 128 * h;
-        __m256i p = _mm256_setzero_si256();
-        for (int k = 0; k < 4; k++) {
-          const __m256i yk = _mm256_loadu_si256((const __m256i *)(y + 32 * k));
-          p = _mm256_add_epi32(p, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), sv[k]));
-        }
-        sumi[t] = _mm256_add_epi32(sumi[t], p);
-      }
-    }
-    const float dw = f16_to_f32(w[i].d);
-    for (int t = 0; t < NT; t++) {
-      const block_q8_K *x = (const block_q8_K *)ACT(t) + i;
-      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(x->d * dw), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-    }
-  }
-  for (int t = 0; t < NT; t++) s[t] = hsum_ps(acc[t]);
-}
-DISPATCH_NT(q6_K)
-
-/*
- * Q6_K tile: up to 4 weight rows × 8 tokens per pass. Each (row, token) pair does exactly the
- * operations of dot_q6_K_impl (the same int32 lanes per block, one f32 FMA of x->d·dw into its own
- * accumulator, one hsum at the end), so results are bit-identical; only the loops are rearranged so
- * each row's block is unpacked once for all tokens and the next tile's rows are prefetched (the rows
- * of a work item are contiguous; 4 interleaved short streams defeat the hardware prefetcher).
- */
-/* One Q6_K weight block (block i of a row) times NT tokens, into that row's accumulators acc[0..NT). */
 static AI TGT void q6_K_block(const block_q6_K *w, int i, const void *act, size_t act_stride, const int NT, __m256 *acc) {
   const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
   const __m128i sc8 = _mm_loadu_si128((const __m128i *)w->scales);
@@ -316,6 +262,25 @@ static AI TGT void q6_K_block(const block_q6_K *w, int i, const void *act, size_
   }
 }
 
+_Static_assert(MK_TILE <= MK_TILE_TOKENS, "q6_K_block holds up to MK_TILE_TOKENS tokens");
+static AI TGT void dot_q6_K_impl(int n, const void *vw, const void *act, size_t act_stride, const int NT, float *s) {
+  const block_q6_K *w = vw;
+  __m256 acc[MK_TILE];
+  for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+  for (int i = 0; i < n / QK_K; i++) {
+    for (int l = 0; l < 4; l++) _mm_prefetch((const char *)(w + i) + PF_AHEAD + 64 * l, _MM_HINT_T0);
+    q6_K_block(w + i, i, act, act_stride, NT, acc);
+  }
+  for (int t = 0; t < NT; t++) s[t] = hsum_ps(acc[t]);
+}
+DISPATCH_NT(q6_K)
+
+/*
+ * Q6_K tile: up to 4 weight rows × 8 tokens per pass, the same per-block operations as the dot (one
+ * hsum per (row, token) at the end); only the loops are rearranged so each row's block is unpacked
+ * once for all tokens and the next tile's rows are prefetched (the rows of a work item are contiguous;
+ * 4 interleaved short streams defeat the hardware prefetcher).
+ */
 static AI TGT void tile_q6_K_impl(int n, const void *vw, size_t w_stride, const void *act, size_t act_stride,
                                   float *s, size_t s_stride, const int NR, const int NT) {
   __m256 acc[MK_TILE_ROWS][MK_TILE_TOKENS];
