@@ -379,6 +379,29 @@ static MKC_AVX2 void q4K_rp_dot_avx2(int n, const uint8_t *w, const uint8_t *act
 }
 #endif
 
+/* One Q4_K block (scales unpacked, 128 bytes of nibbles in block_q4_K order) into acc / accm, in the order
+ * of ggml's repacked Q4_K kernels: per sub-block pair for the gemm, per block for the gemv. */
+static inline void q4K_rp_block(const uint8_t sc[8], const uint8_t mn[8], const uint8_t *qs, const block_q8_K *x,
+                                float d, float dm, int gemm, float *acc, float *accm) {
+  int ib = 0, im = 0;
+  for (int p = 0; p < 4; p++) {
+    int ip = 0;
+    for (int l = 0; l < 32; l++)
+      ip += sc[2 * p] * (qs[32 * p + l] & 0xF) * x->qs[64 * p + l] + sc[2 * p + 1] * (qs[32 * p + l] >> 4) * x->qs[64 * p + 32 + l];
+    if (gemm) {
+      *acc = fmaf((float)ip, d, *acc);
+      *accm = fmaf((float)min_pair(mn, x, p), dm, *accm);
+    } else {
+      ib += ip;
+      im += min_pair(mn, x, p);
+    }
+  }
+  if (!gemm) {
+    *acc = fmaf((float)ib, d, *acc);
+    *accm = fmaf((float)im, dm, *accm);
+  }
+}
+
 static void q4K_rp_dot_scalar(int n, const uint8_t *w, const uint8_t *act, size_t act_stride, int nt, float *s, int gemm) {
   for (int t = 0; t < nt; t++) {
     float acc = 0, accm = 0;
@@ -387,24 +410,7 @@ static void q4K_rp_dot_scalar(int n, const uint8_t *w, const uint8_t *act, size_
       const block_q8_K *x = (const block_q8_K *)(act + (size_t)t * act_stride) + i;
       uint8_t sc[8], mn[8];
       for (int j = 0; j < 8; j++) scale_min_k4(j, b->scales, &sc[j], &mn[j]);
-      const float d = f16_to_f32(b->d) * x->d, dm = f16_to_f32(b->dmin) * x->d;
-      int ib = 0, im = 0;
-      for (int p = 0; p < 4; p++) {
-        int ip = 0;
-        for (int l = 0; l < 32; l++)
-          ip += sc[2 * p] * (b->qs[32 * p + l] & 0xF) * x->qs[64 * p + l] + sc[2 * p + 1] * (b->qs[32 * p + l] >> 4) * x->qs[64 * p + 32 + l];
-        if (gemm) {
-          acc = fmaf((float)ip, d, acc);
-          accm = fmaf((float)min_pair(mn, x, p), dm, accm);
-        } else {
-          ib += ip;
-          im += min_pair(mn, x, p);
-        }
-      }
-      if (!gemm) {
-        acc = fmaf((float)ib, d, acc);
-        accm = fmaf((float)im, dm, accm);
-      }
+      q4K_rp_block(sc, mn, b->qs, x, f16_to_f32(b->d) * x->d, f16_to_f32(b->dmin) * x->d, gemm, &acc, &accm);
     }
     s[t] = acc - accm;
   }
@@ -467,7 +473,7 @@ void mkc_q4K_r16_pack(uint8_t *dst, const uint8_t *src, int g0, int g1, int K) {
     }
 }
 
-/* The reference for the layout: q4K_rp_dot_scalar's arithmetic, row r of the group read in place. */
+/* The reference for the layout: row r of the group unpacked to block_q4_K order, then q4K_rp_block. */
 MKC_FMA_CLONES static void q4K_r16_group_scalar(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride,
                                                 int nt, int gemm, float *s, size_t s_stride) {
   for (int t = 0; t < nt; t++)
@@ -476,32 +482,14 @@ MKC_FMA_CLONES static void q4K_r16_group_scalar(int nb, const uint8_t *wg, const
       for (int i = 0; i < nb; i++) {
         const uint8_t *b = wg + (size_t)i * MK_R16_BLOCK;
         const block_q8_K *x = (const block_q8_K *)(act + (size_t)t * act_stride) + i;
-        uint8_t q[12], sc[8], mn[8];
+        uint8_t q[12], sc[8], mn[8], qs[QK_K / 2];
         uint16_t dh, mh;
         for (int w = 0; w < 3; w++) memcpy(q + 4 * w, b + 64 + 64 * w + 4 * r, 4);
         for (int j = 0; j < 8; j++) scale_min_k4(j, q, &sc[j], &mn[j]);
+        for (int v = 0; v < 32; v++) memcpy(qs + 4 * v, b + 256 + 64 * v + 4 * r, 4); /* undo the interleave */
         memcpy(&dh, b + 2 * r, 2);
         memcpy(&mh, b + 32 + 2 * r, 2);
-        const float d = f16_to_f32(dh) * x->d, dm = f16_to_f32(mh) * x->d;
-        int ib = 0, im = 0;
-        for (int p = 0; p < 4; p++) {
-          int ip = 0;
-          for (int l = 0; l < 32; l++) {
-            const uint8_t qb = b[256 + 64 * (8 * p + l / 4) + 4 * r + l % 4];
-            ip += sc[2 * p] * (qb & 0xF) * x->qs[64 * p + l] + sc[2 * p + 1] * (qb >> 4) * x->qs[64 * p + 32 + l];
-          }
-          if (gemm) {
-            acc = fmaf((float)ip, d, acc);
-            accm = fmaf((float)min_pair(mn, x, p), dm, accm);
-          } else {
-            ib += ip;
-            im += min_pair(mn, x, p);
-          }
-        }
-        if (!gemm) {
-          acc = fmaf((float)ib, d, acc);
-          accm = fmaf((float)im, dm, accm);
-        }
+        q4K_rp_block(sc, mn, qs, x, f16_to_f32(dh) * x->d, f16_to_f32(mh) * x->d, gemm, &acc, &accm);
       }
       s[(size_t)t * s_stride + r] = acc - accm;
     }
