@@ -9,7 +9,8 @@
  * then a Q4_K 2048×2048 matmul (the attention projections) at T=1 and T=128, and the q/k/v projections of a
  * decode step (T=1, 4) as three `matmul` calls or, where the build has it, one `matmuls` call; and the
  * first-use Q4_K repack from a mapped file.
- * A build with `repackQ4K` on an AVX-512 CPU gets its Q4_K weights repacked, as NativeBackend does.
+ * A build with `repack` (older: `repackQ4K`, Q4_K only) on an AVX-512 CPU gets its Q4_K (and Q8_0) weights
+ * repacked, as NativeBackend does.
  */
 import { createRequire } from 'node:module';
 import { appendFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -36,12 +37,22 @@ function rnd(type: GGMLType, shape: number[], seed: number): Uint8Array {
   for (let i = 1; i < d.length; i += 2) d[i]! &= 0x3b;
   return d;
 }
+/** Older builds: `repackQ4K(dst, src, N, K, threads)`, Q4_K only. */
+type AnyAddon = Addon & { repackQ4K?: (dst: Uint8Array, src: Uint8Array, N: number, K: number, threads: number) => void };
+/** `ad`'s repack of `type` (Q4_K → 140, Q8_0 → 141), or undefined when the build has none for it. */
+function repacker(ad: AnyAddon, type: GGMLType): ((dst: Uint8Array, src: Uint8Array, N: number, K: number) => number) | undefined {
+  if (!ad.cpuFeatures().avx512) return undefined;
+  if (typeof ad.repack === 'function' && (type === GGMLType.Q4_K || type === GGMLType.Q8_0))
+    return (dst, src, N, K) => (ad.repack(dst, src, type, N, K, threads), type === GGMLType.Q4_K ? 140 : 141);
+  if (typeof ad.repackQ4K === 'function' && type === GGMLType.Q4_K) return (dst, src, N, K) => (ad.repackQ4K!(dst, src, N, K, threads), 140);
+  return undefined;
+}
 /** The weight bytes and type id `ad` multiplies with (src/backend/native.ts weightData). */
 function prep(ad: Addon, d: Uint8Array, type: GGMLType, rows: number, K: number): [Uint8Array, number] {
-  if (type !== GGMLType.Q4_K || typeof ad.repackQ4K !== 'function' || !ad.cpuFeatures().avx512) return [d, type];
+  const rp = repacker(ad, type);
+  if (!rp) return [d, type];
   const p = new Uint8Array(d.length);
-  ad.repackQ4K(p, d, rows, K, threads);
-  return [p, 140];
+  return [p, rp(p, d, rows, K)];
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const E = 64, K = 8, D = 2048, F = 1024, LAYERS = 4;
@@ -147,7 +158,7 @@ if (want('qkv')) {
 }
 // first-use repack of Q4_K from a mapped file (the model file in real use): 32 MB regions of `--repack-file`
 // (default: a 1 GiB scratch file in the OS temp folder), each region repacked once, by A or B alternately
-if (want('repack') && typeof A.repackQ4K === 'function' && A.cpuFeatures().avx512) {
+if (want('repack') && repacker(A, GGMLType.Q4_K) && repacker(B, GGMLType.Q4_K)) {
   const K = 2048, rowB = tensorBytes(GGMLType.Q4_K, [1, K]), N = 16 * Math.floor((32 << 20) / (16 * rowB)), len = N * rowB;
   let file = argv.includes('--repack-file') ? argv[argv.indexOf('--repack-file') + 1]! : '';
   if (!file) {
@@ -169,7 +180,7 @@ if (want('repack') && typeof A.repackQ4K === 'function' && A.cpuFeatures().avx51
       const src = new Uint8Array(A.mmapView(h, 64 + (r + k) * len, len));
       const d = new Uint8Array(len); // fresh pages, as a new tensor's copy
       const t0 = process.hrtime.bigint();
-      ad.repackQ4K(d, src, N, K, threads);
+      repacker(ad, GGMLType.Q4_K)!(d, src, N, K);
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       dst.set(ad, d);
       if (which === 'A') a = ms;

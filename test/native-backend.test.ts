@@ -281,89 +281,101 @@ test('AVX-512 (VNNI) kernels are bit-identical to the AVX2 kernels: matmul and m
   }
 });
 
-test('Q4_K repacked by 16 rows (AVX-512 and scalar kernels) == Q4_K as stored, bit for bit', { skip }, () => {
-  // NativeBackend repacks Q4_K on AVX-512 CPUs (native.ts weightData); the addon's layout id is 140
+test('Q4_K and Q8_0 repacked by 16 rows (AVX-512 and scalar kernels) == as stored, bit for bit', { skip }, () => {
+  // NativeBackend repacks Q4_K and Q8_0 on AVX-512 CPUs (native.ts weightData); the addon's layout ids are 140, 141
   const a = loadAddon() as unknown as {
     setSimd(on: boolean | number): boolean;
     cpuFeatures(): { simd: boolean; avx2: boolean; avx512: boolean };
-    repackQ4K(dst: Uint8Array, src: Uint8Array, N: number, K: number, threads: number): void;
+    repack(dst: Uint8Array, src: Uint8Array, type: number, N: number, K: number, threads: number): void;
     matmul(y: Float32Array, x: Float32Array, w: Uint8Array, type: number, T: number, N: number, K: number, threads: number): void;
     moeFfn(out: Float32Array, x: Float32Array, g: Uint8Array, gt: number, u: Uint8Array, ut: number, d: Uint8Array, dt: number,
       ids: Int32Array, w: Float32Array, T: number, K: number, E: number, F: number, D: number, threads: number): void;
   };
-  const R16 = 140, Q4K = GGMLType.Q4_K;
-  const pack = (w: Tensor, N: number, K: number): Uint8Array => {
-    const p = new Uint8Array(w.data.byteLength);
-    a.repackQ4K(p, w.data, N, K, 2);
-    return p;
-  };
   const prev = a.cpuFeatures().simd;
   const levels = a.cpuFeatures().avx512 ? [1, 2, 0] : a.cpuFeatures().avx2 ? [1, 0] : [0];
+  // Q8_0 as stored sums in ggml's SIMD lane order (its scalar dot does not): the repacked kernels, the scalar
+  // one included, are compared with the stored layout's SIMD result
+  const cases = [[GGMLType.Q4_K, 140, false], ...(a.cpuFeatures().avx2 ? [[GGMLType.Q8_0, 141, true] as const] : [])] as const;
   const r = rng(4242);
   try {
-    for (const level of levels) {
-      a.setSimd(level);
-      for (const [N, K] of [[16, 256], [64, 512], [1040, 768]] as const) {
-        const w = weight('w', Q4K, [N, K], r), p = pack(w, N, K);
-        for (const T of [1, 3, 4, 5, 9, 64]) {
-          const x = randn(T * K, r), want = new Float32Array(T * N), got = new Float32Array(T * N);
-          a.matmul(want, x, w.data, Q4K, T, N, K, 2);
-          a.matmul(got, x, p, R16, T, N, K, 2);
-          assert.deepEqual(got, want, `matmul N=${N} K=${K} T=${T} setSimd(${level})`);
+    for (const [Q, R16, simdRef] of cases) {
+      const pack = (w: Tensor, N: number, K: number): Uint8Array => {
+        const p = new Uint8Array(w.data.byteLength);
+        a.repack(p, w.data, Q, N, K, 2);
+        return p;
+      };
+      const stored = (level: number, f: () => void): void => {
+        a.setSimd(simdRef ? 1 : level);
+        f();
+        a.setSimd(level);
+      };
+      for (const level of levels) {
+        a.setSimd(level);
+        for (const [N, K] of [[16, 256], [64, 512], [1040, 768]] as const) {
+          const w = weight('w', Q, [N, K], r), p = pack(w, N, K);
+          for (const T of [1, 3, 4, 5, 9, 64]) {
+            const x = randn(T * K, r), want = new Float32Array(T * N), got = new Float32Array(T * N);
+            stored(level, () => a.matmul(want, x, w.data, Q, T, N, K, 2));
+            a.matmul(got, x, p, R16, T, N, K, 2);
+            assert.deepEqual(got, want, `${typeName(Q)} matmul N=${N} K=${K} T=${T} setSimd(${level})`);
+          }
         }
-      }
-      const E = 4, F = 256, D = 512, KE = 2;
-      const g = weight('g', Q4K, [E, F, D], r), u = weight('u', Q4K, [E, F, D], r), d = weight('d', Q4K, [E, D, F], r);
-      const d6 = weight('d6', GGMLType.Q6_K, [E, D, F], r);
-      const gp = pack(g, E * F, D), up = pack(u, E * F, D), dp = pack(d, E * D, F);
-      for (const T of [1, 2, 33]) {
-        const x = randn(T * D, r), ids = new Int32Array(T * KE).map((_, i) => (i % 3 === 2 ? -1 : (i * 7 + (i >> 1)) % E));
-        const wts = randn(T * KE, r), want = new Float32Array(T * D), got = new Float32Array(T * D);
-        a.moeFfn(want, x, g.data, Q4K, u.data, Q4K, d.data, Q4K, ids, wts, T, KE, E, F, D, 2);
-        a.moeFfn(got, x, gp, R16, up, R16, dp, R16, ids, wts, T, KE, E, F, D, 2);
-        assert.deepEqual(got, want, `moeFfn Q4_K T=${T} setSimd(${level})`);
-        a.moeFfn(want, x, g.data, Q4K, u.data, Q4K, d6.data, GGMLType.Q6_K, ids, wts, T, KE, E, F, D, 2);
-        a.moeFfn(got, x, gp, R16, u.data, Q4K, d6.data, GGMLType.Q6_K, ids, wts, T, KE, E, F, D, 2);
-        assert.deepEqual(got, want, `moeFfn Q4_K(repacked gate)/Q6_K T=${T} setSimd(${level})`);
+        const E = 4, F = 256, D = 512, KE = 2;
+        const g = weight('g', Q, [E, F, D], r), u = weight('u', Q, [E, F, D], r), d = weight('d', Q, [E, D, F], r);
+        const d6 = weight('d6', GGMLType.Q6_K, [E, D, F], r);
+        const gp = pack(g, E * F, D), up = pack(u, E * F, D), dp = pack(d, E * D, F);
+        for (const T of [1, 2, 33]) {
+          const x = randn(T * D, r), ids = new Int32Array(T * KE).map((_, i) => (i % 3 === 2 ? -1 : (i * 7 + (i >> 1)) % E));
+          const wts = randn(T * KE, r), want = new Float32Array(T * D), got = new Float32Array(T * D);
+          stored(level, () => a.moeFfn(want, x, g.data, Q, u.data, Q, d.data, Q, ids, wts, T, KE, E, F, D, 2));
+          a.moeFfn(got, x, gp, R16, up, R16, dp, R16, ids, wts, T, KE, E, F, D, 2);
+          assert.deepEqual(got, want, `moeFfn ${typeName(Q)} T=${T} setSimd(${level})`);
+          stored(level, () => a.moeFfn(want, x, g.data, Q, u.data, Q, d6.data, GGMLType.Q6_K, ids, wts, T, KE, E, F, D, 2));
+          a.moeFfn(got, x, gp, R16, u.data, Q, d6.data, GGMLType.Q6_K, ids, wts, T, KE, E, F, D, 2);
+          if (!simdRef || level !== 0) assert.deepEqual(got, want, `moeFfn ${typeName(Q)}(repacked gate)/Q6_K T=${T} setSimd(${level})`);
+        }
       }
     }
   } finally {
     a.setSimd(prev);
   }
-  assert.throws(() => a.repackQ4K(new Uint8Array(144 * 24), new Uint8Array(144 * 24), 24, 256, 1), /multiple of 16/);
-  assert.throws(() => a.repackQ4K(new Uint8Array(144 * 16), new Uint8Array(144 * 15), 16, 256, 1), /size/);
+  assert.throws(() => a.repack(new Uint8Array(144 * 24), new Uint8Array(144 * 24), GGMLType.Q4_K, 24, 256, 1), /multiple of 16/);
+  assert.throws(() => a.repack(new Uint8Array(144 * 16), new Uint8Array(144 * 15), GGMLType.Q4_K, 16, 256, 1), /size/);
+  assert.throws(() => a.repack(new Uint8Array(210 * 16), new Uint8Array(210 * 16), GGMLType.Q6_K, 16, 256, 1), /type/);
 });
 
-test('Q4_K repack from a mapped file (read through the page cache, pages dropped) == from memory == scalar packing', { skip }, () => {
+test('Q4_K and Q8_0 repack from a mapped file (read through the page cache, pages dropped) == from memory == scalar packing', { skip }, () => {
   const a = loadAddon();
   const r = rng(99);
   const N = 1040, K = 768;
-  const w = weight('w', GGMLType.Q4_K, [N, K], r);
-  const dir = mkdtempSync(join(tmpdir(), 'moekit-repack-'));
-  const file = join(dir, 'w.bin');
-  try {
-    const pre = 96; // the tensor starts inside a page, as in a GGUF file
-    writeFileSync(file, Buffer.concat([Buffer.alloc(pre, 7), Buffer.from(w.data)]));
-    const h = a.mmapOpen(file);
-    const view = new Uint8Array(a.mmapView(h, pre, w.data.byteLength));
-    const scalar = new Uint8Array(w.data.byteLength);
-    const prev = a.cpuFeatures().simd;
-    a.setSimd(0); // ggml_compat.c mkc_q4K_r16_pack, the reference for the AVX-512 gathers
+  for (const Q of [GGMLType.Q4_K, GGMLType.Q8_0]) {
+    const w = weight('w', Q, [N, K], r);
+    const dir = mkdtempSync(join(tmpdir(), 'moekit-repack-'));
+    const file = join(dir, 'w.bin');
     try {
-      a.repackQ4K(scalar, w.data, N, K, 1);
+      const pre = 96; // the tensor starts inside a page, as in a GGUF file
+      writeFileSync(file, Buffer.concat([Buffer.alloc(pre, 7), Buffer.from(w.data)]));
+      const h = a.mmapOpen(file);
+      const view = new Uint8Array(a.mmapView(h, pre, w.data.byteLength));
+      const scalar = new Uint8Array(w.data.byteLength);
+      const prev = a.cpuFeatures().simd;
+      a.setSimd(0); // mkc_q4K_r16_pack / mkc_q8_0_r16_pack, the references for the AVX-512 gathers
+      try {
+        a.repack(scalar, w.data, Q, N, K, 1);
+      } finally {
+        a.setSimd(prev);
+      }
+      for (const threads of [1, 2]) {
+        const fromMem = new Uint8Array(w.data.byteLength), fromFile = new Uint8Array(w.data.byteLength);
+        a.repack(fromMem, w.data, Q, N, K, threads);
+        a.repack(fromFile, view, Q, N, K, threads);
+        assert.deepEqual(fromMem, scalar, `${typeName(Q)} threads=${threads}: from memory`);
+        assert.deepEqual(fromFile, scalar, `${typeName(Q)} threads=${threads}: from the file`);
+      }
+      assert.deepEqual(view, w.data, 'the dropped pages read back from the file');
     } finally {
-      a.setSimd(prev);
+      rmSync(dir, { recursive: true, force: true });
     }
-    for (const threads of [1, 2]) {
-      const fromMem = new Uint8Array(w.data.byteLength), fromFile = new Uint8Array(w.data.byteLength);
-      a.repackQ4K(fromMem, w.data, N, K, threads);
-      a.repackQ4K(fromFile, view, N, K, threads);
-      assert.deepEqual(fromMem, scalar, `threads=${threads}: from memory`);
-      assert.deepEqual(fromFile, scalar, `threads=${threads}: from the file`);
-    }
-    assert.deepEqual(view, w.data, 'the dropped pages read back from the file');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -9,13 +9,16 @@
  *   attention(out, q, kCache, vCache, T, pos0, H, Hkv, Dh, ctx, scale, threads)
  *   getRows(out, w, type, K, rows)
  *   readProbe(buf, threads) -> checksum (memory read-bandwidth probe; time it from JS)
- *   repackQ4K(dst, src, N, K, threads)   (Q4_K rows in groups of 16 for the AVX-512 kernels)
+ *   prefault(buf) -> bool (map the pages of buf into the process now, MADV_POPULATE_READ)
+ *   repack(dst, src, type, N, K, threads)   (Q4_K or Q8_0 rows in groups of 16 for the AVX-512 kernels)
  *   setThreads(n) -> n, getThreads(), setSimd(on | 0 scalar, 1 best, 2 AVX2 only) -> active, cpuFeatures()
  *   mmapOpen(path), mmapView(handle, offset, length)   (mmap_file.c)
  *   trainGemm, trainXent, trainAttention, trainAdamw   (train.c; the training kernels)
  */
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "napi_util.h"
@@ -311,21 +314,40 @@ static napi_value js_read_probe(napi_env env, napi_callback_info info) {
   return r;
 }
 
-/* repackQ4K(dst, src, N, K, threads): Q4_K [N, K] into T_Q4_K_R16 (common.h), N a multiple of 16 */
-static napi_value js_repack_q4k(napi_env env, napi_callback_info info) {
-  napi_value a[5];
+/* prefault(buf): map every page of buf now (one MADV_POPULATE_READ instead of a fault per page at first
+ * touch, as llama.cpp maps its model with MAP_POPULATE); false where the kernel lacks it */
+static napi_value js_prefault(napi_env env, napi_callback_info info) {
+  napi_value a[1], r;
+  view buf;
+  if (!get_args(env, info, 1, a) || !get_view(env, a[0], napi_uint8_array, &buf, "buf")) return NULL;
+  int ok = 0;
+#ifdef MADV_POPULATE_READ
+  const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), b = (uintptr_t)buf.data & ~(pg - 1);
+  const uintptr_t e = ((uintptr_t)buf.data + buf.length + pg - 1) & ~(pg - 1);
+  ok = buf.length > 0 && madvise((void *)b, e - b, MADV_POPULATE_READ) == 0;
+#endif
+  NAPI_CALL(env, napi_get_boolean(env, ok, &r));
+  return r;
+}
+
+/* repack(dst, src, type, N, K, threads): Q4_K or Q8_0 [N, K] into T_Q4_K_R16 / T_Q8_0_R16 (common.h), N a
+ * multiple of 16 */
+static napi_value js_repack(napi_env env, napi_callback_info info) {
+  napi_value a[6];
   view dst, src;
-  int N, K, th;
-  if (!get_args(env, info, 5, a) || !get_view(env, a[0], napi_uint8_array, &dst, "dst") ||
-      !get_view(env, a[1], napi_uint8_array, &src, "src") || !get_int(env, a[2], MK_R16, IMAX, &N, "N") ||
-      !get_int(env, a[3], 1, IMAX, &K, "K") || !get_int(env, a[4], 1, 256, &th, "threads"))
+  int type, N, K, th;
+  if (!get_args(env, info, 6, a) || !get_view(env, a[0], napi_uint8_array, &dst, "dst") ||
+      !get_view(env, a[1], napi_uint8_array, &src, "src") || !get_int(env, a[2], 0, IMAX, &type, "type") ||
+      !get_int(env, a[3], MK_R16, IMAX, &N, "N") || !get_int(env, a[4], 1, IMAX, &K, "K") ||
+      !get_int(env, a[5], 1, 256, &th, "threads"))
     return NULL;
-  const size_t wb = weight_bytes(T_Q4_K, K, (size_t)N);
-  if (!check(env, N % MK_R16 == 0, "repackQ4K: N must be a multiple of 16") ||
-      !check(env, wb != 0 && src.length == wb && dst.length == wb, "repackQ4K: src/dst size does not match N/K"))
+  if (!check(env, type == T_Q4_K || type == T_Q8_0, "repack: type must be Q4_K (12) or Q8_0 (8)")) return NULL;
+  const size_t wb = weight_bytes(type, K, (size_t)N);
+  if (!check(env, N % MK_R16 == 0, "repack: N must be a multiple of 16") ||
+      !check(env, wb != 0 && src.length == wb && dst.length == wb, "repack: src/dst size does not match N/K"))
     return NULL;
   pthread_mutex_lock(&op_lock);
-  mk_repack_q4K_r16(dst.data, src.data, N, K, threads_for(th));
+  mk_repack_r16(dst.data, src.data, type, N, K, threads_for(th));
   pthread_mutex_unlock(&op_lock);
   return NULL;
 }
@@ -446,7 +468,8 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"setSimd", NULL, js_set_simd, NULL, NULL, NULL, napi_default, NULL},
     {"cpuFeatures", NULL, js_cpu_features, NULL, NULL, NULL, napi_default, NULL},
     {"readProbe", NULL, js_read_probe, NULL, NULL, NULL, napi_default, NULL},
-    {"repackQ4K", NULL, js_repack_q4k, NULL, NULL, NULL, napi_default, NULL},
+    {"prefault", NULL, js_prefault, NULL, NULL, NULL, napi_default, NULL},
+    {"repack", NULL, js_repack, NULL, NULL, NULL, napi_default, NULL},
     {"mmapOpen", NULL, js_mmap_open, NULL, NULL, NULL, napi_default, NULL},
     {"mmapView", NULL, js_mmap_view, NULL, NULL, NULL, napi_default, NULL},
     {"trainGemm", NULL, js_train_gemm, NULL, NULL, NULL, napi_default, NULL},

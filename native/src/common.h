@@ -149,6 +149,23 @@ typedef void (*mk_q4K_r16_fn)(int nb, const uint8_t *wg, const uint8_t *act, siz
                               float *s, size_t s_stride);
 void mk_q4K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, int nt, int gemm,
                           float *s, size_t s_stride);
+/*
+ * Q8_0 rows repacked by groups of 16 (not a ggml type; made by mk_repack_r16 for the AVX-512 kernels, the
+ * same bytes per row as Q8_0). One 544-byte block holds block i of 16 consecutive rows r:
+ *   [0, 32) d[r] f16 | [32, 544) qs: 8 vectors of 64 bytes, vector l lane r (4 bytes) = the row's
+ *   qs[4l .. 4l+3] + 128 (stored unsigned, as x ^ 0x80).
+ * q8_0_r16.c has the kernels (bit-identical to the stored layout's) and the reference.
+ */
+#define T_Q8_0_R16 141
+#define MK_Q8R16_BLOCK (MK_R16 * (int)sizeof(block_q8_0))
+/* the most blocks per row (K <= 16384) the AVX-512 kernel takes (its per-call activation sums live on the stack) */
+#define MK_Q8R16_MAXNB 512
+void mkc_q8_0_r16_pack(uint8_t *dst, const uint8_t *src, int g0, int g1, int K);
+void mk_q8_0_r16_pack_512(uint8_t *dst, const uint8_t *src, int g0, int g1, int K);
+/* y[t*ystride + 16g + r] = row r of group g · act_t, t < T, g < ngroups (simd >= 2: AVX-512) */
+void mk_q8_0_r16_rows(const uint8_t *w, int K, int ngroups, const uint8_t *act, size_t arow, int T, float *y,
+                      size_t ystride, int simd);
+
 /* Groups [g0, g1) of Q4_K [*, K] into T_Q4_K_R16 (kernels_avx512.c; ggml_compat.c mkc_q4K_r16_pack is the
  * reference, also for offsets: the 16 rows of a group must lie within 2^31 bytes). */
 void mk_q4K_r16_pack_512(uint8_t *dst, const uint8_t *src, int g0, int g1, int K);

@@ -326,7 +326,7 @@ size_t mk_row_bytes(int type, int n) {
   switch (type) {
     case T_F32: return (size_t)n * 4;
     case T_F16: case T_BF16: return (size_t)n * 2;
-    case T_Q8_0: return (size_t)(n / 32) * 34;
+    case T_Q8_0: case T_Q8_0_R16: return (size_t)(n / 32) * 34;
     case T_Q4_0: return (size_t)(n / 32) * 18;
     case T_Q4_K: case T_Q4_K_R16: return (size_t)(n / 256) * 144;
     case T_Q5_K: return (size_t)(n / 256) * 176;

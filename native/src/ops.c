@@ -21,7 +21,7 @@
 #include "pool.h"
 
 
-static const int kTypes[] = {T_F32, T_F16, T_BF16, T_Q8_0, T_Q4_0, T_Q4_K, T_Q5_K, T_Q6_K, T_Q4_K_R16};
+static const int kTypes[] = {T_F32, T_F16, T_BF16, T_Q8_0, T_Q4_0, T_Q4_K, T_Q5_K, T_Q6_K, T_Q4_K_R16, T_Q8_0_R16};
 #define NTYPES ((int)(sizeof kTypes / sizeof kTypes[0]))
 /* simd level: 0 scalar, 1 AVX2, 2 AVX-512 (VNNI) on top of AVX2 */
 static mk_type_ops scalar_ops[NTYPES], avx2_ops[NTYPES], avx512_ops[NTYPES];
@@ -39,13 +39,14 @@ void mk_ops_init(void) {
     avx512_ops[i] = avx2_ops[i];
     if (has_avx512) mk_avx512_fill(kTypes[i], &avx512_ops[i]);
   }
-  /* T_Q4_K_R16: Q4_K's sizes and activation type; its rows are computed by mkc_q4K_r16_rows only */
+  /* T_Q4_K_R16 / T_Q8_0_R16: Q4_K's / Q8_0's sizes and activation type; their rows are computed by
+   * r16_rows only */
   for (int i = 0; i < NTYPES; i++)
-    if (kTypes[i] == T_Q4_K_R16) {
+    if (kTypes[i] == T_Q4_K_R16 || kTypes[i] == T_Q8_0_R16) {
       mk_type_ops *lv[3] = {&scalar_ops[i], &avx2_ops[i], &avx512_ops[i]};
       for (int l = 0; l < 3; l++) {
-        *lv[l] = *mk_ops(T_Q4_K, l);
-        lv[l]->type = T_Q4_K_R16;
+        *lv[l] = *mk_ops(kTypes[i] == T_Q4_K_R16 ? T_Q4_K : T_Q8_0, l);
+        lv[l]->type = kTypes[i];
         lv[l]->dot = NULL;
         lv[l]->dot_tile = NULL;
       }
@@ -89,6 +90,17 @@ static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 static int imin(int a, int b) { return a < b ? a : b; }
 
+/* ---- weights repacked by 16 rows (T_Q4_K_R16, T_Q8_0_R16) -------------------------------- */
+
+static int is_r16(int type) { return type == T_Q4_K_R16 || type == T_Q8_0_R16; }
+
+/* y[t*ystride + 16g + r] for 16-row groups g < ngroups of w; Q4_K: tokens t < tg in ggml's gemm order */
+static void r16_rows(int type, const uint8_t *w, int K, int ngroups, const uint8_t *act, size_t arow, int T, int tg,
+                     float *y, size_t ystride) {
+  if (type == T_Q4_K_R16) mkc_q4K_r16_rows(w, K, ngroups, act, arow, T, tg, y, ystride, use_simd);
+  else mk_q8_0_r16_rows(w, K, ngroups, act, arow, T, y, ystride, use_simd);
+}
+
 /* ---- matmul ---------------------------------------------------------------------------- */
 
 /*
@@ -127,7 +139,7 @@ typedef struct {
   int N, chunk, first;
   int f32_exact; /* F32 weights: sum in llama.cpp's order (ggml_compat.c), -1 = off */
   int q4k_rp;    /* Q4_K weights in llama.cpp's repacked order (ggml_compat.c mkc_q4K_rows) */
-  int r16;       /* T_Q4_K_R16 weights (the same order, mkc_q4K_r16_rows) */
+  int r16;       /* weights repacked by 16 rows (r16_rows; the same order as stored) */
 } matmul_part;
 
 typedef struct {
@@ -150,8 +162,8 @@ static void matmul_task(void *vp, int ith, int nth) {
         for (int r = r0; r < r1; r++)
           p->y[(size_t)t * p->N + r] = mkc_dot_f32(w + (size_t)r * j->K, x + (size_t)t * j->K, j->K, p->f32_exact);
     } else if (p->r16) {
-      mkc_q4K_r16_rows(p->w + (size_t)r0 * p->wrow, j->K, (r1 - r0) / MK_R16, p->act, p->arow, j->T,
-                       mkc_q4K_gemm_rows(j->T), p->y + r0, (size_t)p->N, use_simd);
+      r16_rows(p->o->type, p->w + (size_t)r0 * p->wrow, j->K, (r1 - r0) / MK_R16, p->act, p->arow, j->T,
+               mkc_q4K_gemm_rows(j->T), p->y + r0, (size_t)p->N);
     } else if (p->q4k_rp) {
       mkc_q4K_rows(p->w, p->wrow, r0, r1, p->act, p->arow, j->T, j->K, p->y, (size_t)p->N);
     } else {
@@ -197,14 +209,14 @@ void mk_matmuls(int n, float *const *ys, const float *x, const uint8_t *const *w
     p->N = N;
     p->wrow = mk_row_bytes(type, K);
     p->arow = mk_row_bytes(p->o->vec_dot_type, K);
-    if (type == T_Q4_K_R16 && N % MK_R16) { /* not a whole number of groups: no such tensor is packed */
+    if (is_r16(type) && N % MK_R16) { /* not a whole number of groups: no such tensor is packed */
       for (size_t e = 0; e < (size_t)T * N; e++) p->y[e] = NAN;
       p->N = 0;
     }
-    p->r16 = type == T_Q4_K_R16;
+    p->r16 = is_r16(type);
     p->q4k_rp = type == T_Q4_K && mkc_q4K_repacked(N);
     p->f32_exact = type == T_F32 ? mkc_f32_sgemm(N, K, T) : -1;
-    fmt[i] = p->o->vec_dot_type + (p->q4k_rp || p->r16 ? 256 : 0);
+    fmt[i] = p->o->vec_dot_type + (p->q4k_rp || type == T_Q4_K_R16 ? 256 : 0);
     act_off[i] = SIZE_MAX;
     for (int k = 0; k < i; k++)
       if (fmt[k] == fmt[i]) act_off[i] = act_off[k];
@@ -277,8 +289,8 @@ static void wait_flag(_Atomic int *p, int want) {
 /* s[t*MK_R16 + i] = row r+i of w · x_t for i < MK_R16, t < nt <= MK_TILE (r a multiple of MK_R16) */
 static void expert_group(const mk_type_ops *o, const uint8_t *w, size_t wrow, int r, int K, const uint8_t *x,
                          size_t arow, int nt, float *s) {
-  if (o->type == T_Q4_K_R16) { /* mul_mat_id: always gemv */
-    mkc_q4K_r16_rows(w + (size_t)r * wrow, K, 1, x, arow, nt, 0, s, MK_R16, use_simd);
+  if (is_r16(o->type)) { /* mul_mat_id: always gemv */
+    r16_rows(o->type, w + (size_t)r * wrow, K, 1, x, arow, nt, 0, s, MK_R16);
     return;
   }
   float d[MK_TILE];
@@ -298,7 +310,7 @@ static void moe_gate_up_item(moe_job *j, int it) {
   const int tw = j->og->dot_tile && j->ou->dot_tile ? MK_TILE_TOKENS : MK_TILE;
   for (int t0 = s0; t0 < s1; t0 += tw) {
     const int nt = imin(tw, s1 - t0);
-    if (j->og->type == T_Q4_K_R16 || j->ou->type == T_Q4_K_R16) {
+    if (is_r16(j->og->type) || is_r16(j->ou->type)) {
       float tg[MK_TILE * MK_R16], tu[MK_TILE * MK_R16];
       for (int r = r0; r < r1; r += MK_R16) {
         expert_group(j->og, gw, j->g_row, r, a->D, j->xg + (size_t)t0 * j->g_arow, j->g_arow, nt, tg);
@@ -343,10 +355,9 @@ static void moe_down_item(moe_job *j, int it) {
   const int e = j->dn_e[it], r0 = j->dn_r0[it], r1 = imin(a->D, r0 + j->dn_rows);
   const int s0 = j->offset[e];
   wait_flag(&j->h_ready[e], 1);
-  if (j->od->type == T_Q4_K_R16)
-    mkc_q4K_r16_rows(a->down + (size_t)e * d_exp + (size_t)r0 * j->d_row, a->F, (r1 - r0) / MK_R16,
-                     j->hq + (size_t)s0 * j->h_arow, j->h_arow, j->count[e], 0, j->ye + (size_t)s0 * a->D + r0,
-                     (size_t)a->D, use_simd);
+  if (is_r16(j->od->type))
+    r16_rows(j->od->type, a->down + (size_t)e * d_exp + (size_t)r0 * j->d_row, a->F, (r1 - r0) / MK_R16,
+             j->hq + (size_t)s0 * j->h_arow, j->h_arow, j->count[e], 0, j->ye + (size_t)s0 * a->D + r0, (size_t)a->D);
   else
     rows_times_tokens(j->od, a->down + (size_t)e * d_exp, j->d_row, r0, r1, j->hq + (size_t)s0 * j->h_arow,
                       j->h_arow, j->count[e], a->F, j->ye + (size_t)s0 * a->D, (size_t)a->D);
@@ -420,8 +431,7 @@ static const mk_type_ops *q4k_rp_ops(int type, int rows) {
 }
 
 void mk_moe_ffn(const mk_moe_args *a, int nth) {
-  if (((a->gate_type == T_Q4_K_R16 || a->up_type == T_Q4_K_R16) && a->F % MK_R16) ||
-      (a->down_type == T_Q4_K_R16 && a->D % MK_R16)) { /* not whole groups: no such tensor is packed */
+  if (((is_r16(a->gate_type) || is_r16(a->up_type)) && a->F % MK_R16) || (is_r16(a->down_type) && a->D % MK_R16)) { /* not whole groups: no such tensor is packed */
     for (size_t i = 0; i < (size_t)a->T * a->D; i++) a->out[i] = NAN;
     return;
   }
@@ -572,7 +582,7 @@ void mk_attention(float *out, const float *q, const uint16_t *k, const uint16_t 
   mk_pool_run(attn_task, &j, n);
 }
 
-/* ---- Q4_K repacking (T_Q4_K_R16) -------------------------------------------------------- */
+/* ---- repacking by 16 rows (T_Q4_K_R16, T_Q8_0_R16) ---------------------------------------- */
 
 /* Groups (16 rows, contiguous in the source) read per pread: ~300 KB for K = 2048, an L2-sized bounce buffer. */
 #define REPACK_GROUPS 16
@@ -580,6 +590,7 @@ void mk_attention(float *out, const float *q, const uint16_t *k, const uint16_t 
 typedef struct {
   uint8_t *dst;
   const uint8_t *src;
+  void (*pack)(uint8_t *, const uint8_t *, int, int, int); /* groups [g0, g1) of the source type */
   int groups, K;
   size_t group_bytes;
   int fd;          /* >= 0: src lies in a read-only mapping of this file, at file offset foff */
@@ -601,9 +612,7 @@ static void repack_task(void *vp, int ith, int nth) {
   const uintptr_t d1 = (uintptr_t)(j->dst + (size_t)g1 * j->group_bytes);
   madvise((void *)d0, d1 - d0, MADV_POPULATE_WRITE); /* one call per range instead of a fault per page */
 #endif
-  /* 16-lane gathers where the group's byte offsets fit them (i32); the layout is the same */
-  void (*const pack)(uint8_t *, const uint8_t *, int, int, int) =
-      use_simd >= 2 && j->group_bytes <= INT32_MAX ? mk_q4K_r16_pack_512 : mkc_q4K_r16_pack;
+  void (*const pack)(uint8_t *, const uint8_t *, int, int, int) = j->pack;
   if (j->fd < 0) {
     pack(j->dst, j->src, g0, g1, j->K);
     return;
@@ -660,9 +669,14 @@ static int read_only_file_mapping(const void *p, size_t n, int *fd, off_t *foff)
   return ok;
 }
 
-void mk_repack_q4K_r16(uint8_t *dst, const uint8_t *src, int N, int K, int nth) {
-  const size_t group_bytes = mk_row_bytes(T_Q4_K, K) * MK_R16;
-  repack_job j = {dst, src, N / MK_R16, K, group_bytes, -1, 0, NULL};
+int mk_repack_r16(uint8_t *dst, const uint8_t *src, int type, int N, int K, int nth) {
+  if ((type != T_Q4_K && type != T_Q8_0) || N % MK_R16 || K % (type == T_Q4_K ? QK_K : QK8_0)) return 0;
+  const size_t group_bytes = mk_row_bytes(type, K) * MK_R16;
+  /* 16-lane gathers where the group's byte offsets fit them (i32); the layout is the same */
+  const int gather = use_simd >= 2 && group_bytes <= INT32_MAX;
+  repack_job j = {dst, src, type == T_Q4_K ? (gather ? mk_q4K_r16_pack_512 : mkc_q4K_r16_pack)
+                                           : (gather ? mk_q8_0_r16_pack_512 : mkc_q8_0_r16_pack),
+                  N / MK_R16, K, group_bytes, -1, 0, NULL};
   const size_t pg = (size_t)sysconf(_SC_PAGESIZE), bytes = group_bytes * (size_t)j.groups;
   const uintptr_t s0 = (uintptr_t)src, mask = ~(uintptr_t)(pg - 1);
   const int file = read_only_file_mapping(src, bytes, &j.fd, &j.foff);
@@ -684,6 +698,7 @@ void mk_repack_q4K_r16(uint8_t *dst, const uint8_t *src, int N, int K, int nth) 
    * them), as llama.cpp's CPU_REPACK buffer replaces the mapped tensor */
   const uintptr_t b = (s0 + pg - 1) & mask, e = (s0 + bytes) & mask;
   if (e > b && file) madvise((void *)b, e - b, MADV_DONTNEED);
+  return 1;
 }
 
 /* ---- getRows --------------------------------------------------------------------------- */

@@ -37,7 +37,8 @@ void mk_attention(float *out, const float *q, const uint16_t *k, const uint16_t 
 
 /* dst (T_Q4_K_R16) = Q4_K src [N, K], N a multiple of 16. When src is a read-only file mapping (the model
  * file) it is read through the page cache (pread) and its pages then leave the process. */
-void mk_repack_q4K_r16(uint8_t *dst, const uint8_t *src, int N, int K, int nth);
+/* Q4_K or Q8_0 [N, K] (N a multiple of 16) into T_Q4_K_R16 / T_Q8_0_R16; 0 for another type or shape. */
+int mk_repack_r16(uint8_t *dst, const uint8_t *src, int type, int N, int K, int nth);
 
 /* out[n, K] = dequant(w[rows[i]]) */
 void mk_get_rows(float *out, const uint8_t *w, int type, int K, const int32_t *rows, int n);

@@ -31,10 +31,13 @@ export interface Addon {
   ): void;
   getRows(out: Float32Array, w: Uint8Array, type: number, K: number, rows: Int32Array): void;
   /**
-   * Q4_K [N, K] (N a multiple of 16) into the addon's 16-row repacked layout (type Q4_K_R16, the same byte
-   * size); when `src` is a read-only file mapping (the model), its pages then leave the process (RSS).
+   * Q4_K or Q8_0 [N, K] (N a multiple of 16) into the addon's 16-row repacked layout (type Q4_K_R16 /
+   * Q8_0_R16, the same byte size); when `src` is a read-only file mapping (the model), its pages then
+   * leave the process (RSS).
    */
-  repackQ4K(dst: Uint8Array, src: Uint8Array, N: number, K: number, threads: number): void;
+  repack(dst: Uint8Array, src: Uint8Array, type: number, N: number, K: number, threads: number): void;
+  /** Maps every page of `buf` now (MADV_POPULATE_READ); false where the kernel cannot. */
+  prefault(buf: Uint8Array): boolean;
   /** Reads every cache line of `buf` with `threads` threads (time it for read bandwidth); returns a checksum. */
   readProbe(buf: Uint8Array, threads: number): number;
   /** Resize the worker pool (threads in total, the caller included); returns the new size. */
@@ -96,26 +99,45 @@ const NATIVE_TYPES: ReadonlySet<GGMLType> = new Set([
   GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
 ]);
 
-/** native/src/common.h T_Q4_K_R16: Q4_K rows repacked by 16 for the AVX-512 kernels (not a GGUF type). */
-const Q4_K_R16 = 140;
-/** Repacked copies of Q4_K weights, made on first use; weights are never written after loading. */
+/** native/src/common.h T_Q4_K_R16 / T_Q8_0_R16: rows repacked by 16 for the AVX-512 kernels (not GGUF types). */
+const R16_TYPE: ReadonlyMap<GGMLType, number> = new Map([[GGMLType.Q4_K, 140], [GGMLType.Q8_0, 141]]);
+/** The widest Q8_0 row the AVX-512 Q8_0_R16 kernel takes (common.h MK_Q8R16_MAXNB blocks). */
+const Q8_0_R16_MAX_K = 512 * 32;
+/** Repacked copies of Q4_K / Q8_0 weights, made on first use; weights are never written after loading. */
 const repacked = new WeakMap<Uint8Array, Uint8Array>();
+/** Weights whose pages were mapped in at first use (weightData). */
+const prefaulted = new WeakSet<Uint8Array>();
+
+/** The bytes a matmul of `w` reads: its repacked copy once it has one, else its own data. */
+export function residentData(w: Tensor): Uint8Array {
+  return repacked.get(w.data) ?? w.data;
+}
 
 /**
- * The bytes and type id the addon multiplies `w` with: Q4_K tensors whose row groups (`rows` per matrix:
- * N, or F/D of an expert) are multiples of 16 go through the AVX-512 kernels in the repacked layout,
- * as llama.cpp repacks Q4_K at load time (its CPU_REPACK buffer); everything else as stored.
+ * The bytes and type id the addon multiplies `w` with: Q4_K and Q8_0 tensors whose row groups (`rows` per
+ * matrix: N, or F/D of an expert) are multiples of 16 go through the AVX-512 kernels in the repacked
+ * layout (the same results, bit for bit), as llama.cpp repacks Q4_K at load time (its CPU_REPACK
+ * buffer); everything else as stored.
  */
 function weightData(addon: Addon, repack: boolean, w: Tensor, rows: number, threads: number): [Uint8Array, number] {
-  if (!repack || w.type !== GGMLType.Q4_K || rows % 16 !== 0) return [w.data, w.type];
+  const K = w.shape[w.shape.length - 1]!;
+  const r16 = R16_TYPE.get(w.type);
+  if (!repack || r16 === undefined || rows % 16 !== 0 || (w.type === GGMLType.Q8_0 && K > Q8_0_R16_MAX_K)) {
+    if (!prefaulted.has(w.data)) {
+      // map the tensor's file pages in one call at first use (as llama.cpp's MAP_POPULATE does at load):
+      // otherwise each expert's first touch during decode pays a page fault per 4 KiB-64 KiB
+      addon.prefault(w.data);
+      prefaulted.add(w.data);
+    }
+    return [w.data, w.type];
+  }
   let p = repacked.get(w.data);
   if (!p) {
-    const K = w.shape[w.shape.length - 1]!;
     p = new Uint8Array(w.data.byteLength);
-    addon.repackQ4K(p, w.data, w.data.byteLength / tensorBytes(GGMLType.Q4_K, [1, K]), K, threads);
+    addon.repack(p, w.data, w.type, w.data.byteLength / tensorBytes(w.type, [1, K]), K, threads);
     repacked.set(w.data, p);
   }
-  return [p, Q4_K_R16];
+  return [p, r16];
 }
 
 function fail(msg: string): never {
@@ -160,7 +182,7 @@ export class NativeBackend implements Backend {
   readonly name = 'native';
   readonly threads: number;
   private readonly addon: Addon;
-  /** Q4_K weights are repacked (weightData): the CPU has the AVX-512 kernels */
+  /** Q4_K and Q8_0 weights are repacked (weightData): the CPU has the AVX-512 kernels */
   private readonly repack: boolean;
 
   constructor({ threads = 1 }: NativeBackendOptions = {}) {

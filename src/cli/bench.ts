@@ -10,7 +10,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { loadAddon } from '../backend/native.js';
+import { loadAddon, residentData } from '../backend/native.js';
 import { loadModel, argmax, type Model } from '../engine/model.js';
 import type { DecoderSpec } from '../nn/decoder.js';
 import type { ForwardHooks } from '../nn/moe.js';
@@ -143,8 +143,10 @@ export function probeBandwidth(threads: number, bufs: Uint8Array[], reps = 3): n
 /** The largest weight tensors of the model, up to `max` bytes in all (≥ 256 MiB: far beyond any cache). */
 function probeBuffers(spec: DecoderSpec, max = 512 << 20): Uint8Array[] {
   const all: Uint8Array[] = [];
-  for (const L of spec.layers) if (L.ffn.kind === 'moe') all.push(L.ffn.w.gateExps.data, L.ffn.w.upExps.data, L.ffn.w.downExps.data);
-  all.push(spec.output.data);
+  // the bytes decode reads: the repacked copy of a tensor that has one (its file pages were dropped, so
+  // reading those would time page faults, not memory)
+  for (const L of spec.layers) if (L.ffn.kind === 'moe') all.push(residentData(L.ffn.w.gateExps), residentData(L.ffn.w.upExps), residentData(L.ffn.w.downExps));
+  all.push(residentData(spec.output));
   all.sort((a, b) => b.byteLength - a.byteLength);
   const out: Uint8Array[] = [];
   let n = 0;
