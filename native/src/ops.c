@@ -286,18 +286,21 @@ static void wait_flag(_Atomic int *p, int want) {
   }
 }
 
-/* s[t*MK_R16 + i] = row r+i of w · x_t for i < MK_R16, t < nt <= MK_TILE (r a multiple of MK_R16) */
-static void expert_group(const mk_type_ops *o, const uint8_t *w, size_t wrow, int r, int K, const uint8_t *x,
-                         size_t arow, int nt, float *s) {
-  if (is_r16(o->type)) { /* mul_mat_id: always gemv */
-    r16_rows(o->type, w + (size_t)r * wrow, K, 1, x, arow, nt, 0, s, MK_R16);
+/* s[t*n + i] = row r+i of w · x_t for i < n, t < nt (n, r multiples of MK_R16): one call over the run of rows
+ * for weights repacked by 16 (mul_mat_id: always gemv), else row by row */
+static void expert_rows(const mk_type_ops *o, const uint8_t *w, size_t wrow, int r, int n, int K, const uint8_t *x,
+                        size_t arow, int nt, float *s) {
+  if (is_r16(o->type)) {
+    r16_rows(o->type, w + (size_t)r * wrow, K, n / MK_R16, x, arow, nt, 0, s, (size_t)n);
     return;
   }
   float d[MK_TILE];
-  for (int i = 0; i < MK_R16; i++) {
-    o->dot(K, w + (size_t)(r + i) * wrow, x, arow, nt, d);
-    for (int t = 0; t < nt; t++) s[t * MK_R16 + i] = d[t];
-  }
+  for (int t0 = 0; t0 < nt; t0 += MK_TILE)
+    for (int i = 0; i < n; i++) {
+      const int m = imin(MK_TILE, nt - t0);
+      o->dot(K, w + (size_t)(r + i) * wrow, x + (size_t)t0 * arow, arow, m, d);
+      for (int t = 0; t < m; t++) s[(size_t)(t0 + t) * n + i] = d[t];
+    }
 }
 
 static void moe_gate_up_item(moe_job *j, int it) {
@@ -307,38 +310,46 @@ static void moe_gate_up_item(moe_job *j, int it) {
   const int e = j->gu_e[it], r0 = j->gu_r0[it], r1 = imin(a->F, r0 + j->gu_rows);
   const uint8_t *gw = a->gate + (size_t)e * g_exp, *uw = a->up + (size_t)e * u_exp;
   const int s0 = j->offset[e], s1 = s0 + j->count[e];
-  const int tw = j->og->dot_tile && j->ou->dot_tile ? MK_TILE_TOKENS : MK_TILE;
-  for (int t0 = s0; t0 < s1; t0 += tw) {
-    const int nt = imin(tw, s1 - t0);
-    if (is_r16(j->og->type) || is_r16(j->ou->type)) {
-      float tg[MK_TILE * MK_R16], tu[MK_TILE * MK_R16];
-      for (int r = r0; r < r1; r += MK_R16) {
-        expert_group(j->og, gw, j->g_row, r, a->D, j->xg + (size_t)t0 * j->g_arow, j->g_arow, nt, tg);
-        expert_group(j->ou, uw, j->u_row, r, a->D, j->xu + (size_t)t0 * j->u_arow, j->u_arow, nt, tu);
+  if (is_r16(j->og->type) || is_r16(j->ou->type)) {
+    /* runs of up to 256 rows × as many tokens as fit the buffers: gate's run, then up's (two long streams;
+     * the kernels tile the tokens themselves) */
+    enum { GU_BUF = 4096 };
+    float tg[GU_BUF], tu[GU_BUF];
+    const int rc = imin(r1 - r0, 256), tt = GU_BUF / rc;
+    for (int t0 = s0; t0 < s1; t0 += tt) {
+      const int nt = imin(tt, s1 - t0);
+      for (int r = r0; r < r1; r += rc) {
+        const int n = imin(rc, r1 - r);
+        expert_rows(j->og, gw, j->g_row, r, n, a->D, j->xg + (size_t)t0 * j->g_arow, j->g_arow, nt, tg);
+        expert_rows(j->ou, uw, j->u_row, r, n, a->D, j->xu + (size_t)t0 * j->u_arow, j->u_arow, nt, tu);
         for (int t = 0; t < nt; t++)
-          for (int i = 0; i < MK_R16; i++)
-            j->h[(size_t)(t0 + t) * a->F + r + i] = mkc_swiglu(tg[t * MK_R16 + i], tu[t * MK_R16 + i], r + i, a->F);
+          for (int i = 0; i < n; i++)
+            j->h[(size_t)(t0 + t) * a->F + r + i] = mkc_swiglu(tg[t * n + i], tu[t * n + i], r + i, a->F);
       }
-      continue;
     }
-    if (j->og->dot_tile && j->ou->dot_tile) {
-      float tg[MK_TILE_TOKENS * MK_TILE_ROWS], tu[MK_TILE_TOKENS * MK_TILE_ROWS];
-      for (int r = r0; r < r1; r += MK_TILE_ROWS) {
-        const int nr = imin(MK_TILE_ROWS, r1 - r);
-        j->og->dot_tile(a->D, gw + (size_t)r * j->g_row, j->g_row, nr, j->xg + (size_t)t0 * j->g_arow, j->g_arow, nt, tg, MK_TILE_ROWS);
-        j->ou->dot_tile(a->D, uw + (size_t)r * j->u_row, j->u_row, nr, j->xu + (size_t)t0 * j->u_arow, j->u_arow, nt, tu, MK_TILE_ROWS);
-        for (int t = 0; t < nt; t++)
-          for (int i = 0; i < nr; i++)
-            j->h[(size_t)(t0 + t) * a->F + r + i] = mkc_swiglu(tg[t * MK_TILE_ROWS + i], tu[t * MK_TILE_ROWS + i], r + i, a->F);
+  } else {
+    const int tw = j->og->dot_tile && j->ou->dot_tile ? MK_TILE_TOKENS : MK_TILE;
+    for (int t0 = s0; t0 < s1; t0 += tw) {
+      const int nt = imin(tw, s1 - t0);
+      if (j->og->dot_tile && j->ou->dot_tile) {
+        float tg[MK_TILE_TOKENS * MK_TILE_ROWS], tu[MK_TILE_TOKENS * MK_TILE_ROWS];
+        for (int r = r0; r < r1; r += MK_TILE_ROWS) {
+          const int nr = imin(MK_TILE_ROWS, r1 - r);
+          j->og->dot_tile(a->D, gw + (size_t)r * j->g_row, j->g_row, nr, j->xg + (size_t)t0 * j->g_arow, j->g_arow, nt, tg, MK_TILE_ROWS);
+          j->ou->dot_tile(a->D, uw + (size_t)r * j->u_row, j->u_row, nr, j->xu + (size_t)t0 * j->u_arow, j->u_arow, nt, tu, MK_TILE_ROWS);
+          for (int t = 0; t < nt; t++)
+            for (int i = 0; i < nr; i++)
+              j->h[(size_t)(t0 + t) * a->F + r + i] = mkc_swiglu(tg[t * MK_TILE_ROWS + i], tu[t * MK_TILE_ROWS + i], r + i, a->F);
+        }
+        continue;
       }
-      continue;
-    }
-    for (int r = r0; r < r1; r++) {
-      j->og->dot(a->D, gw + (size_t)r * j->g_row, j->xg + (size_t)t0 * j->g_arow, j->g_arow, nt, sg);
-      j->ou->dot(a->D, uw + (size_t)r * j->u_row, j->xu + (size_t)t0 * j->u_arow, j->u_arow, nt, su);
-      for (int t = 0; t < nt; t++) {
-        const float g = sg[t];
-        j->h[(size_t)(t0 + t) * a->F + r] = mkc_swiglu(g, su[t], r, a->F); /* ggml_vec_swiglu_f32 */
+      for (int r = r0; r < r1; r++) {
+        j->og->dot(a->D, gw + (size_t)r * j->g_row, j->xg + (size_t)t0 * j->g_arow, j->g_arow, nt, sg);
+        j->ou->dot(a->D, uw + (size_t)r * j->u_row, j->xu + (size_t)t0 * j->u_arow, j->u_arow, nt, su);
+        for (int t = 0; t < nt; t++) {
+          const float g = sg[t];
+          j->h[(size_t)(t0 + t) * a->F + r] = mkc_swiglu(g, su[t], r, a->F); /* ggml_vec_swiglu_f32 */
+        }
       }
     }
   }
