@@ -111,6 +111,52 @@ MKC_FMA_CLONES float mkc_swiglu(float x, float g, int i, int n) {
   return (x / (1.0f + e)) * g;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* mkc_swiglu on 16 lanes where ggml's AVX-512 flavour applies: the same operations lane by lane
+ * (vscalefps is ldexpf's exact scaling, vdivps IEEE division) */
+__attribute__((target("avx512f,avx512dq,fma"))) static int swiglu_run_512(float *h, const float *x, const float *g,
+                                                                          int m, int c0, int simd_end) {
+  const __m512 R = _mm512_set1_ps(R_), one = _mm512_set1_ps(1.0f), n192 = _mm512_set1_ps(192.0f);
+  const int lim = simd_end - c0 < m ? (simd_end > c0 ? simd_end - c0 : 0) : m; /* columns below simd_end */
+  for (int i = 0; i < lim; i += 16) {
+    const int k = lim - i;
+    const __mmask16 mk = k >= 16 ? 0xFFFF : (__mmask16)((1u << k) - 1);
+    const __m512 xv = _mm512_maskz_loadu_ps(mk, x + i), gv = _mm512_maskz_loadu_ps(mk, g + i);
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    const __m512 nx = _mm512_xor_ps(xv, sign); /* -x, exactly (signed zeros too) */
+    const __m512 z = _mm512_fmadd_ps(nx, _mm512_set1_ps(LOG2E_), R);
+    const __m512 n = _mm512_sub_ps(z, R);
+    const __m512 nn = _mm512_xor_ps(n, sign);
+    const __m512 b = _mm512_fmadd_ps(nn, _mm512_set1_ps(LN2LO_), _mm512_fmadd_ps(nn, _mm512_set1_ps(LN2HI_), nx));
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(P0_), b, _mm512_set1_ps(P1_)), u,
+                        _mm512_fmadd_ps(_mm512_set1_ps(P2_), b, _mm512_set1_ps(P3_))),
+        u, _mm512_fmadd_ps(_mm512_set1_ps(P4_), b, one));
+    __m512 e = _mm512_scalef_ps(j, n);
+    /* |n| > 192: 0 or inf, as mkc_vexpf */
+    const __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(n), n192, _CMP_GT_OQ);
+    const __mmask16 neg = _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ);
+    e = _mm512_mask_mov_ps(e, big & neg, _mm512_setzero_ps());
+    e = _mm512_mask_mov_ps(e, big & ~neg, _mm512_set1_ps(INFINITY));
+    _mm512_mask_storeu_ps(h + i, mk, _mm512_mul_ps(_mm512_div_ps(xv, _mm512_add_ps(one, e)), gv));
+  }
+  return lim;
+}
+#endif
+
+/* h[i] = mkc_swiglu(x[i], g[i], c0 + i, n) for i < m (a run of columns c0 .. c0+m-1 of a row of n) */
+void mkc_swiglu_run(float *h, const float *x, const float *g, int m, int c0, int n, int simd) {
+  int i = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (simd >= 2 && mkc_lanes == 16) i = swiglu_run_512(h, x, g, m, c0, n - n % 16);
+#else
+  (void)simd;
+#endif
+  for (; i < m; i++) h[i] = mkc_swiglu(x[i], g[i], c0 + i, n);
+}
+
 /* the 4-register fold of GGML_F32_VEC_REDUCE into one value (ggml_float) */
 static double fold4(float *acc) {
   const int L = mkc_lanes;

@@ -323,8 +323,7 @@ static void moe_gate_up_item(moe_job *j, int it) {
         expert_rows(j->og, gw, j->g_row, r, n, a->D, j->xg + (size_t)t0 * j->g_arow, j->g_arow, nt, tg);
         expert_rows(j->ou, uw, j->u_row, r, n, a->D, j->xu + (size_t)t0 * j->u_arow, j->u_arow, nt, tu);
         for (int t = 0; t < nt; t++)
-          for (int i = 0; i < n; i++)
-            j->h[(size_t)(t0 + t) * a->F + r + i] = mkc_swiglu(tg[t * n + i], tu[t * n + i], r + i, a->F);
+          mkc_swiglu_run(j->h + (size_t)(t0 + t) * a->F + r, tg + (size_t)t * n, tu + (size_t)t * n, n, r, a->F, use_simd);
       }
     }
   } else {
