@@ -63,8 +63,8 @@ static void q8_0_r16_group_scalar(int nb, const uint8_t *wg, const uint8_t *act,
 #define TGT5 __attribute__((target("avx512f,avx512vl,avx512bw,avx512vnni,avx2,fma,f16c")))
 #define AI __attribute__((always_inline)) inline
 
-/* one 544-byte block is 9 cache lines; prefetch two blocks ahead (the group's blocks and the next
- * group's are contiguous) */
+/* one 544-byte block is 9 cache lines; prefetch four blocks ahead (the group's blocks and the next
+ * group's are contiguous; A/B on the olmoe MoE decode step: 2, 8 and 16 blocks ahead are 1-11% slower) */
 #define Q8R16_PREFETCH (4 * MK_Q8R16_BLOCK)
 
 /* corr[t][i*8 + l] = −128·Σ_{m<4} x_t[i].qs[4l+m] for the nb blocks of nt tokens */
