@@ -112,7 +112,7 @@ export class Model {
     for (let s = 0; s < ids.length; s += UBATCH) {
       const chunk = ids.slice(s, s + UBATCH);
       const rows = chunk.map((_, i) => i);
-      out.set(this.decoder.forward(chunk, [{ cache: seq.cache, start: 0, n: chunk.length }], rows, opts.hooks), s * V);
+      this.decoder.forward(chunk, [{ cache: seq.cache, start: 0, n: chunk.length }], rows, opts.hooks, out.subarray(s * V, (s + chunk.length) * V));
       await yieldToEventLoop();
     }
     return out;
@@ -131,12 +131,12 @@ export class Model {
       if (b.tokens.length === 0) throw new UsageError('step(): every batch entry needs at least one token');
       this.checkIds(b.tokens);
       segments.push({ cache: b.seq.cache, start: tokens.length, n: b.tokens.length });
-      tokens.push(...b.tokens);
+      for (const t of b.tokens) tokens.push(t);
       rows.push(tokens.length - 1);
     }
     for (const s of segments) s.cache.ensureRoom(s.n);
     const logits = this.decoder.forward(tokens, segments, rows, hooks);
-    for (const b of batch) b.seq.tokens.push(...b.tokens);
+    for (const b of batch) for (const t of b.tokens) b.seq.tokens.push(t);
     return logits;
   }
 

@@ -6,6 +6,7 @@
  *   f32ToF16(x: number): number                          f32 value -> f16 bits, round-to-nearest-even
  *   f16ArrayToF32(src: Uint16Array, out?: Float32Array): Float32Array
  *   f32ArrayToF16(src: Float32Array, out?: Uint16Array): Uint16Array
+ *   f32ArrayToF16At(src: Float32Array, srcOff: number, out: Uint16Array, outOff: number, n: number): void
  *   bf16ToF32(bits: number): number
  *   f32ToBf16(x: number): number                         round-to-nearest-even, NaN kept quiet
  *   bf16ArrayToF32(src: Uint16Array, out?: Float32Array): Float32Array
@@ -75,9 +76,25 @@ export function f16ArrayToF32(src: Uint16Array, out: Float32Array = new Float32A
 }
 
 export function f32ArrayToF16(src: Float32Array, out: Uint16Array = new Uint16Array(src.length)): Uint16Array {
-  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length); // Float32Array offsets are 4-aligned
-  for (let i = 0; i < src.length; i++) out[i] = f32BitsToF16(bits[i]!);
+  f32ArrayToF16At(src, 0, out, 0, src.length);
   return out;
+}
+
+/**
+ * out[outOff + i] = f16 bits of src[srcOff + i] for i < n (as f32ArrayToF16, without subarray views).
+ * Values whose f16 is normal (|x| in [2^-14, 2^16), incl. a rounding carry into inf) take a branch-free
+ * round-to-nearest-even; the rest (subnormal, zero, inf, NaN) go through f32BitsToF16.
+ */
+export function f32ArrayToF16At(src: Float32Array, srcOff: number, out: Uint16Array, outOff: number, n: number): void {
+  const bits = new Uint32Array(src.buffer, src.byteOffset + 4 * srcOff, n); // Float32Array offsets are 4-aligned
+  for (let i = 0; i < n; i++) {
+    const u = bits[i]!;
+    const a = u & 0x7fffffff;
+    if (a >= 0x38800000 && a < 0x47800000) {
+      // re-bias the exponent (127 → 15), then round off 13 mantissa bits to nearest even
+      out[outOff + i] = ((u >>> 16) & 0x8000) | ((a - 0x38000000 + 0xfff + ((a >>> 13) & 1)) >>> 13);
+    } else out[outOff + i] = f32BitsToF16(u);
+  }
 }
 
 export function bf16ToF32(bits: number): number {

@@ -3,10 +3,11 @@
  * may belong to several sequences (each with its own KV cache).
  */
 import type { Backend } from '../backend/backend.js';
-import { f32ArrayToF16 } from '../formats/half.js';
+import { f32ArrayToF16At } from '../formats/half.js';
 import type { Tensor } from '../tensor.js';
 import type { KVCache } from './kv-cache.js';
-import { addBias, rmsNorm, rope, type RopeType } from './ops.js';
+import { addBias, rmsNorm, ropeApply, ropeTable, type RopeTable, type RopeType } from './ops.js';
+import { Workspace } from './workspace.js';
 
 export interface AttentionWeights {
   /** [H·Dh, D] */
@@ -44,7 +45,24 @@ export interface Segment {
   n: number;
 }
 
-/** x: [T, D] (already normalised) → [T, D]. Writes this batch's K/V into each segment's cache at its current pos. */
+/** Position of each batch row (its segment's cache position plus its offset in the segment): [T]. */
+export function rowPositions(segments: Segment[], T: number, out: Int32Array = new Int32Array(T)): Int32Array {
+  for (const s of segments) for (let i = 0; i < s.n; i++) out[s.start + i] = s.cache.pos + i;
+  return out;
+}
+
+/** The RoPE table of the batch rows (null when the model has no RoPE): the same for every layer of a pass. */
+export function attentionRope(o: AttentionOptions, segments: Segment[], T: number, ws?: Workspace, into?: RopeTable): RopeTable | null {
+  if (!o.rope) return null;
+  const positions = rowPositions(segments, T, ws?.i32('attn.pos', T));
+  return ropeTable(positions, T, o.rope.dims, o.rope.base, o.rope.freqScale, into);
+}
+
+/**
+ * x: [T, D] (already normalised) → [T, D]. Writes this batch's K/V into each segment's cache at its current pos.
+ * With a workspace `ws` the intermediates and the result are its buffers (valid until the next call with
+ * the same workspace); `rot` is the batch's `attentionRope` table when the caller computed it once for all layers.
+ */
 export function attention(
   be: Backend,
   layer: number,
@@ -53,35 +71,35 @@ export function attention(
   w: AttentionWeights,
   o: AttentionOptions,
   segments: Segment[],
+  ws: Workspace = new Workspace(),
+  rot: RopeTable | null = attentionRope(o, segments, T, ws),
 ): Float32Array {
   const { nHead: H, nHeadKv: Hkv, headDim: Dh } = o;
   const qDim = H * Dh;
   const kvDim = Hkv * Dh;
-  const q = new Float32Array(T * qDim);
-  const k = new Float32Array(T * kvDim);
-  const v = new Float32Array(T * kvDim);
+  const q = ws.f32('attn.q', T * qDim);
+  const k = ws.f32('attn.k', T * kvDim);
+  const v = ws.f32('attn.v', T * kvDim);
   be.matmuls({ x, outs: [{ y: q, w: w.q }, { y: k, w: w.k }, { y: v, w: w.v }], T });
   if (w.qBias) addBias(q, w.qBias, T);
   if (w.kBias) addBias(k, w.kBias, T);
   if (w.vBias) addBias(v, w.vBias, T);
   if (w.qNorm) rmsNorm(q, q, w.qNorm, (T * qDim) / w.qNorm.length, w.qNorm.length, o.normEps);
   if (w.kNorm) rmsNorm(k, k, w.kNorm, (T * kvDim) / w.kNorm.length, w.kNorm.length, o.normEps);
-
-  const positions = new Int32Array(T);
-  for (const s of segments) for (let i = 0; i < s.n; i++) positions[s.start + i] = s.cache.pos + i;
-  if (o.rope) {
-    rope(q, positions, { T, nHeads: H, headDim: Dh, ...o.rope });
-    rope(k, positions, { T, nHeads: Hkv, headDim: Dh, ...o.rope });
+  if (o.rope && rot) {
+    ropeApply(q, rot, H, Dh, o.rope.type);
+    ropeApply(k, rot, Hkv, Dh, o.rope.type);
   }
 
-  const out = new Float32Array(T * qDim);
+  const out = ws.f32('attn.out', T * qDim);
   for (const s of segments) {
     const p0 = s.cache.pos;
-    f32ArrayToF16(k.subarray(s.start * kvDim, (s.start + s.n) * kvDim), s.cache.k[layer].subarray(p0 * kvDim, (p0 + s.n) * kvDim));
-    f32ArrayToF16(v.subarray(s.start * kvDim, (s.start + s.n) * kvDim), s.cache.v[layer].subarray(p0 * kvDim, (p0 + s.n) * kvDim));
+    f32ArrayToF16At(k, s.start * kvDim, s.cache.k[layer], p0 * kvDim, s.n * kvDim);
+    f32ArrayToF16At(v, s.start * kvDim, s.cache.v[layer], p0 * kvDim, s.n * kvDim);
+    const whole = s.start === 0 && s.n === T;
     be.attention({
-      out: out.subarray(s.start * qDim, (s.start + s.n) * qDim),
-      q: q.subarray(s.start * qDim, (s.start + s.n) * qDim),
+      out: whole ? out : out.subarray(s.start * qDim, (s.start + s.n) * qDim),
+      q: whole ? q : q.subarray(s.start * qDim, (s.start + s.n) * qDim),
       kCache: s.cache.k[layer],
       vCache: s.cache.v[layer],
       T: s.n,
@@ -93,7 +111,7 @@ export function attention(
     });
   }
   const D = w.o.shape[0];
-  const y = new Float32Array(T * D);
+  const y = ws.f32('attn.y', T * D);
   be.matmul({ y, x: out, w: w.o, T });
   if (w.oBias) addBias(y, w.oBias, T);
   return y;

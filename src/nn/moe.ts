@@ -11,6 +11,7 @@
 import type { Backend, MatmulsArgs } from '../backend/backend.js';
 import type { Tensor } from '../tensor.js';
 import { siluMul, sigmoid, softmax } from './ops.js';
+import { Workspace } from './workspace.js';
 
 export interface RouterOptions {
   /** how router logits become scores: softmax over all E, or independent sigmoids */
@@ -36,14 +37,20 @@ export interface Routing {
 
 /** Pure routing function: router logits [T, E] → top-K experts and weights per token. */
 export function route(logits: Float32Array, T: number, E: number, K: number, o: RouterOptions): Routing {
-  const ids = new Int32Array(T * K);
-  const weights = new Float32Array(T * K);
-  const scores = new Float32Array(T * E);
-  const sel = new Float32Array(E);
+  const r: Routing = { K, ids: new Int32Array(T * K), weights: new Float32Array(T * K), scores: new Float32Array(T * E) };
+  routeInto(r, logits, T, E, o, new Float32Array(E));
+  return r;
+}
+
+/** `route` into the arrays of `r` (ids/weights [T, r.K], scores [T, E], all overwritten); sel: [E] scratch. */
+function routeInto(r: Routing, logits: Float32Array, T: number, E: number, o: RouterOptions, sel: Float32Array): void {
+  const { K, ids, weights, scores } = r;
+  const bias = o.selectionBias;
+  const softmaxScoring = o.scoring === 'softmax';
   for (let t = 0; t < T; t++) {
-    if (o.scoring === 'softmax') softmax(scores, logits, E, t * E, t * E);
+    if (softmaxScoring) softmax(scores, logits, E, t * E, t * E);
     else for (let e = 0; e < E; e++) scores[t * E + e] = Math.fround(sigmoid(logits[t * E + e]));
-    for (let e = 0; e < E; e++) sel[e] = scores[t * E + e] + (o.selectionBias ? o.selectionBias[e] : 0);
+    for (let e = 0; e < E; e++) sel[e] = scores[t * E + e] + (bias ? bias[e] : 0);
     // top-K by repeated max: K ≤ E is small (≤ 16 in practice); ties go to the lower id.
     let sum = 0;
     for (let j = 0; j < K; j++) {
@@ -58,7 +65,6 @@ export function route(logits: Float32Array, T: number, E: number, K: number, o: 
     if (o.normalize) for (let j = 0; j < K; j++) weights[t * K + j] = Math.fround(weights[t * K + j] / Math.fround(sum));
     if (o.scale !== 1) for (let j = 0; j < K; j++) weights[t * K + j] = Math.fround(weights[t * K + j] * o.scale);
   }
-  return { K, ids, weights, scores };
 }
 
 /** SwiGLU FFN weights: gate/up [F, D], down [D, F]. */
@@ -68,20 +74,20 @@ export interface FfnWeights {
   down: Tensor;
 }
 
-/** y[T, D] = down( silu(gate·x) ⊙ up·x ) */
-export function denseFfn(be: Backend, x: Float32Array, T: number, w: FfnWeights): Float32Array {
+/** y[T, D] = down( silu(gate·x) ⊙ up·x ). With a workspace, intermediates and y are its buffers. */
+export function denseFfn(be: Backend, x: Float32Array, T: number, w: FfnWeights, ws: Workspace = new Workspace()): Float32Array {
   const F = w.gate.shape[0];
-  const g = new Float32Array(T * F);
-  const u = new Float32Array(T * F);
+  const g = ws.f32('ffn.g', T * F);
+  const u = ws.f32('ffn.u', T * F);
   be.matmuls({ x, outs: [{ y: g, w: w.gate }, { y: u, w: w.up }], T });
-  return denseFfnDown(be, g, u, T, w);
+  return denseFfnDown(be, g, u, T, w, ws);
 }
 
 /** The rest of denseFfn, given g = gate·x and u = up·x: down(silu(g) ⊙ u). */
-function denseFfnDown(be: Backend, g: Float32Array, u: Float32Array, T: number, w: FfnWeights): Float32Array {
+function denseFfnDown(be: Backend, g: Float32Array, u: Float32Array, T: number, w: FfnWeights, ws: Workspace): Float32Array {
   const [F, D] = w.gate.shape;
   siluMul(g, u, F);
-  const y = new Float32Array(T * D);
+  const y = ws.f32('ffn.y', T * D);
   be.matmul({ y, x: g, w: w.down, T });
   return y;
 }
@@ -123,7 +129,12 @@ export interface ForwardHooks {
   routePolicy?: RoutePolicy;
 }
 
-/** The MoE FFN: y = Σ_j w_j·E_{id_j}(x) [+ σ(x·w_sg)·Shared(x)]. x: [T, D] → [T, D]. */
+/**
+ * The MoE FFN: y = Σ_j w_j·E_{id_j}(x) [+ σ(x·w_sg)·Shared(x)]. x: [T, D] → [T, D].
+ * With a workspace `ws`, y and the intermediates are its buffers (valid until its next use); the routing
+ * too when `scratchRouting` (the caller passes the routing to no one who keeps it). A policy always gets
+ * router logits of its own.
+ */
 export function moeFfn(
   be: Backend,
   x: Float32Array,
@@ -132,28 +143,36 @@ export function moeFfn(
   o: MoeOptions,
   layer = 0,
   policy?: RoutePolicy,
+  ws: Workspace = new Workspace(),
+  scratchRouting = false,
 ): { y: Float32Array; routing: Routing } {
   const [E, D] = w.router.shape;
-  const logits = new Float32Array(T * E);
+  const logits = policy ? new Float32Array(T * E) : ws.f32('moe.logits', T * E);
   // the router and the shared expert's input products (gate, up, sigmoid gate) all read x: one pass
   const outs: MatmulsArgs['outs'] = [{ y: logits, w: w.router }];
   let sg: Float32Array | undefined, su: Float32Array | undefined, gl: Float32Array | undefined;
   if (w.shared) {
     const F = w.shared.gate.shape[0];
-    sg = new Float32Array(T * F);
-    su = new Float32Array(T * F);
+    sg = ws.f32('moe.sg', T * F);
+    su = ws.f32('moe.su', T * F);
     outs.push({ y: sg, w: w.shared.gate }, { y: su, w: w.shared.up });
     if (w.sharedGate) {
-      gl = new Float32Array(T);
+      gl = ws.f32('moe.gl', T);
       outs.push({ y: gl, w: w.sharedGate });
     }
   }
   be.matmuls({ x, outs, T });
-  const routing = policy ? policy(layer, logits, T, E, o.K, o.router) : route(logits, T, E, o.K, o.router);
-  const y = new Float32Array(T * D);
+  let routing: Routing;
+  if (policy) routing = policy(layer, logits, T, E, o.K, o.router);
+  else if (scratchRouting) {
+    const K = o.K;
+    routing = { K, ids: ws.i32('moe.ids', T * K), weights: ws.f32('moe.weights', T * K), scores: ws.f32('moe.scores', T * E) };
+    routeInto(routing, logits, T, E, o.router, ws.f32('moe.sel', E));
+  } else routing = route(logits, T, E, o.K, o.router);
+  const y = ws.f32('moe.y', T * D);
   be.moeFfn({ out: y, x, gate: w.gateExps, up: w.upExps, down: w.downExps, ids: routing.ids, weights: routing.weights, T, K: routing.K });
   if (w.shared) {
-    const s = denseFfnDown(be, sg!, su!, T, w.shared);
+    const s = denseFfnDown(be, sg!, su!, T, w.shared, ws);
     if (gl) {
       for (let t = 0; t < T; t++) {
         const g = Math.fround(sigmoid(gl[t]));

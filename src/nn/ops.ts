@@ -32,29 +32,63 @@ export function rope(
   positions: ArrayLike<number>,
   o: { T: number; nHeads: number; headDim: number; dims: number; base: number; type: RopeType; freqScale?: number },
 ): void {
-  const { T, nHeads, headDim, dims, type } = o;
-  const thetaScale = Math.fround(Math.pow(o.base, -2 / dims));
-  const freqScale = o.freqScale ?? 1;
-  const cos = new Float32Array(dims / 2);
-  const sin = new Float32Array(dims / 2);
+  ropeApply(x, ropeTable(positions, o.T, o.dims, o.base, o.freqScale), o.nHeads, o.headDim, o.type);
+}
+
+/** cos/sin of θ_i for each of T positions: [T, dims/2] each, f32 (what `rope` multiplies by). */
+export interface RopeTable {
+  T: number;
+  /** dims / 2 */
+  half: number;
+  cos: Float32Array;
+  sin: Float32Array;
+}
+
+/**
+ * The rotation table of `rope` for `positions` (it depends only on the positions and the rope options, so
+ * one table serves q and k of every layer of a forward pass). `into` is reused when large enough.
+ */
+export function ropeTable(positions: ArrayLike<number>, T: number, dims: number, base: number, freqScale = 1, into?: RopeTable): RopeTable {
   const half = dims / 2;
+  const n = T * half;
+  let tab = into;
+  if (tab === undefined || tab.cos.length < n) tab = { T, half, cos: new Float32Array(n), sin: new Float32Array(n) };
+  tab.T = T;
+  tab.half = half;
+  const { cos, sin } = tab;
+  const thetaScale = Math.fround(Math.pow(base, -2 / dims));
   for (let t = 0; t < T; t++) {
     let theta = Math.fround(positions[t]);
+    const c0 = t * half;
     for (let i = 0; i < half; i++) {
       const th = Math.fround(theta * freqScale);
-      cos[i] = Math.cos(th);
-      sin[i] = Math.sin(th);
+      cos[c0 + i] = Math.cos(th);
+      sin[c0 + i] = Math.sin(th);
       theta = Math.fround(theta * thetaScale);
     }
+  }
+  return tab;
+}
+
+/** Apply a `ropeTable` to x: [tab.T, nHeads, headDim], in place (the rotation of `rope`). */
+export function ropeApply(x: Float32Array, tab: RopeTable, nHeads: number, headDim: number, type: RopeType): void {
+  const { T, half, cos, sin } = tab;
+  // 'norm': pairs (2i, 2i+1); 'neox': pairs (i, i+half)
+  const step = type === 'norm' ? 2 : 1;
+  const pair = type === 'norm' ? 1 : half;
+  for (let t = 0; t < T; t++) {
+    const c0 = t * half;
     for (let h = 0; h < nHeads; h++) {
       const base = (t * nHeads + h) * headDim;
       for (let i = 0; i < half; i++) {
-        const a = type === 'norm' ? base + 2 * i : base + i;
-        const b = type === 'norm' ? a + 1 : a + half;
+        const a = base + step * i;
+        const b = a + pair;
         const x0 = x[a];
         const x1 = x[b];
-        x[a] = x0 * cos[i] - x1 * sin[i];
-        x[b] = x0 * sin[i] + x1 * cos[i];
+        const c = cos[c0 + i];
+        const s = sin[c0 + i];
+        x[a] = x0 * c - x1 * s;
+        x[b] = x0 * s + x1 * c;
       }
     }
   }
