@@ -125,19 +125,28 @@ async function child(engine: Engine, path: string, o: Opts, prompt: number[]): P
 class ChildEngine {
   private readonly proc: ChildProcess;
   private waiting: ((m: FromChild) => void)[] = [];
+  /** messages that came before anyone waited for them (kept in order, not dropped) */
+  private inbox: FromChild[] = [];
   constructor(readonly engine: Engine, path: string, o: Opts, prompt: number[]) {
     this.proc = fork(fileURLToPath(import.meta.url), ['--child', engine, path, JSON.stringify(o), JSON.stringify(prompt)], {
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
-    this.proc.on('message', (m: FromChild) => this.waiting.shift()?.(m));
+    this.proc.on('message', (m: FromChild) => {
+      const w = this.waiting.shift();
+      if (w) w(m);
+      else this.inbox.push(m);
+    });
     this.proc.on('exit', (code) => {
       if (code) for (const w of this.waiting.splice(0)) w({ kind: 'error', message: `${engine} child exited with code ${code}` });
     });
   }
   next<K extends FromChild['kind']>(kind: K, msg?: ToChild): Promise<Extract<FromChild, { kind: K }>> {
     return new Promise((resolve, reject) => {
-      this.waiting.push((m) => (m.kind === kind ? resolve(m as Extract<FromChild, { kind: K }>) : reject(new Error(`${this.engine}: ${m.kind === 'error' ? m.message : `unexpected ${m.kind}`}`))));
+      const take = (m: FromChild) => (m.kind === kind ? resolve(m as Extract<FromChild, { kind: K }>) : reject(new Error(`${this.engine}: ${m.kind === 'error' ? m.message : `unexpected ${m.kind}`}`)));
+      const early = this.inbox.shift();
+      if (early) take(early);
+      else this.waiting.push(take);
       if (msg) this.proc.send(msg);
     });
   }
@@ -182,8 +191,13 @@ async function compare(path: string, o: Opts): Promise<{ moekit: EngineResult; l
       done[i] = await e.next('done', { cmd: 'done' });
     }
   } else {
-    const engines = names.map((n) => new ChildEngine(n, path, o, prompt));
-    for (const e of engines) ready.push(await e.next('ready')); // one at a time: loads do not overlap
+    const engines: ChildEngine[] = [];
+    for (const n of names) {
+      // one at a time: loads do not overlap (the next child starts once this one is ready)
+      const e = new ChildEngine(n, path, o, prompt);
+      ready.push(await e.next('ready'));
+      engines.push(e);
+    }
     for (let r = 0; r < o.reps; r++) for (const i of r % 2 === 0 ? [0, 1] : [1, 0]) await rep(engines[i]!, i, r);
     for (const e of engines) done.push(await e.next('done', { cmd: 'done' }));
   }
