@@ -19,11 +19,11 @@ const hasCc = ((): boolean => {
   }
 })();
 
-test('swiglu in AVX-512 lanes == the scalar ggml emulation, bit for bit (native/test/swiglu_run.c)', { skip: hasCc ? false : 'no gcc' }, () => {
+test('AVX-512 swiglu and F32 dot == the scalar ggml emulations, bit for bit (native/test/simd_vs_scalar.c)', { skip: hasCc ? false : 'no gcc' }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'moekit-ctest-'));
   try {
-    const exe = join(dir, 'swiglu_run');
-    execFileSync('gcc', ['-O2', '-std=gnu11', '-ffp-contract=off', '-o', exe, 'native/test/swiglu_run.c', ...SRC, '-lm', '-lpthread']);
+    const exe = join(dir, 'simd_vs_scalar');
+    execFileSync('gcc', ['-O2', '-std=gnu11', '-ffp-contract=off', '-o', exe, 'native/test/simd_vs_scalar.c', ...SRC, '-lm', '-lpthread']);
     const out = execFileSync(exe, { encoding: 'utf8' });
     assert.match(out, /mismatches 0|skip: no AVX-512/);
   } finally {

@@ -171,8 +171,9 @@ static double fold4(float *acc) {
   return (double)((t0 + t1) + (t2 + t3));
 }
 
-/* F32 row · F32 activations, as llama.cpp: tinyBLAS lanes for batches, else ggml_vec_dot_f32 */
-MKC_FMA_CLONES float mkc_dot_f32(const float *w, const float *x, int K, int sgemm) {
+/* F32 row · F32 activations, as llama.cpp: tinyBLAS lanes for batches, else ggml_vec_dot_f32 (the scalar
+ * emulation, for any lane count) */
+MKC_FMA_CLONES float mkc_dot_f32_scalar(const float *w, const float *x, int K, int sgemm) {
   const int L = mkc_lanes;
   float acc[64] = {0};
   if (sgemm) {
@@ -186,6 +187,46 @@ MKC_FMA_CLONES float mkc_dot_f32(const float *w, const float *x, int K, int sgem
   float sum = (float)fold4(acc);
   for (int i = np; i < K; i++) sum = sum + x[i] * w[i];
   return sum;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* The same with 16 lanes in 512-bit registers (mkc_lanes == 16): the same FMAs lane by lane, the same folds */
+__attribute__((target("avx512f,fma"))) static float dot_f32_512(const float *w, const float *x, int K, int sgemm) {
+  float acc[64];
+  if (sgemm) {
+    __m512 a = _mm512_setzero_ps();
+    for (int l = 0; l < K; l += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(w + l), _mm512_loadu_ps(x + l), a);
+    _mm512_storeu_ps(acc, a);
+    return reduce_lanes(acc);
+  }
+  const int np = K - K % 64;
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int i = 0; i < np; i += 64) {
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(w + i), a0);
+    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(w + i + 16), a1);
+    a2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(w + i + 32), a2);
+    a3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(w + i + 48), a3);
+  }
+  _mm512_storeu_ps(acc, a0);
+  _mm512_storeu_ps(acc + 16, a1);
+  _mm512_storeu_ps(acc + 32, a2);
+  _mm512_storeu_ps(acc + 48, a3);
+  float sum = (float)fold4(acc);
+  for (int i = np; i < K; i++) sum = sum + x[i] * w[i];
+  return sum;
+}
+#endif
+
+float mkc_dot_f32(const float *w, const float *x, int K, int sgemm) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static int has512 = -1;
+  if (has512 < 0) {
+    __builtin_cpu_init();
+    has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+  }
+  if (mkc_lanes == 16 && has512) return dot_f32_512(w, x, K, sgemm);
+#endif
+  return mkc_dot_f32_scalar(w, x, K, sgemm);
 }
 
 int mkc_f32_sgemm(int N, int K, int T) { return T >= 2 && K % mkc_lanes == 0 && N % 4 == 0; }

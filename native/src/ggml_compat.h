@@ -12,6 +12,7 @@ float mkc_swiglu(float x, float g, int i, int n);
 /* h[i] = mkc_swiglu(x[i], g[i], c0 + i, n), i < m; simd >= 2: AVX-512 lanes (the same bits) */
 void mkc_swiglu_run(float *h, const float *x, const float *g, int m, int c0, int n, int simd);
 float mkc_dot_f32(const float *w, const float *x, int K, int sgemm);
+float mkc_dot_f32_scalar(const float *w, const float *x, int K, int sgemm); /* the reference of mkc_dot_f32 */
 int mkc_f32_sgemm(int N, int K, int T);
 /* ggml's flash-attention rows; simd: 0 scalar (the reference), 1 AVX2+FMA+F16C, 2 AVX-512 (caller checks
  * the CPU). Every level gives bit-identical results. */

@@ -1,7 +1,9 @@
 /*
- * mkc_swiglu_run (AVX-512 lanes) == mkc_swiglu (the scalar emulation of ggml's swiglu) bit for bit, over
- * 1M inputs including NaN, infinities, subnormals, |x| past expf's range, and runs that start and end
- * off the 16-lane grid. Built and run by test/native-c.test.ts; exits 1 on a mismatch.
+ * The AVX-512 paths of ggml_compat.c == their scalar emulations of ggml, bit for bit:
+ *  - mkc_swiglu_run == mkc_swiglu over 1M inputs including NaN, infinities, subnormals, |x| past expf's
+ *    range, and runs that start and end off the 16-lane grid;
+ *  - mkc_dot_f32 == mkc_dot_f32_scalar (ggml_vec_dot_f32 and tinyBLAS lanes) for K = 1 .. 300, 2048, 4096.
+ * Built and run by test/native-c.test.ts; exits 1 on a mismatch.
  */
 #include <stdio.h>
 #include <math.h>
@@ -34,6 +36,14 @@ int main(void) {
     for (int i = 0; i < 1000; i++) { float w = mkc_swiglu(x[base+i], g[base+i], i, n); if (memcmp(&w, &h[base+i], 4) && !(isnan(w) && isnan(h[base+i]))) { if (bad++ < 10) printf("x=%a g=%a want %a got %a\n", x[base+i], g[base+i], w, h[base+i]); } }
     for (int i = 1000; i < n - 5; i++) { float w = mkc_swiglu(x[base+i], g[base+i], i, n - 5); if (memcmp(&w, &h[base+i], 4) && !(isnan(w) && isnan(h[base+i]))) { if (bad++ < 10) printf("x=%a g=%a want %a got %a\n", x[base+i], g[base+i], w, h[base+i]); } }
   }
+  /* F32 dot products: normal-range values (the inputs' special values are covered above) */
+  for (int K = 1; K <= 4096; K = K < 300 ? K + 1 : K == 300 ? 2048 : 2 * K)
+    for (int sg = 0; sg < 2; sg++) {
+      if (sg && K % 16) continue; /* tinyBLAS lanes only for whole registers */
+      const float *w = g + (K * 7) % 1000, *xx = g + 5000 + (K * 13) % 1000; /* values in [-1, 1] */
+      const float a = mkc_dot_f32(w, xx, K, sg), b = mkc_dot_f32_scalar(w, xx, K, sg);
+      if (memcmp(&a, &b, 4)) { if (bad++ < 20) printf("dot_f32 K=%d sgemm=%d: %a vs %a\n", K, sg, a, b); }
+    }
   printf("mismatches %d\n", bad);
   return bad != 0;
 }
