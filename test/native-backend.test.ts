@@ -359,7 +359,7 @@ test('Q4_K and Q8_0 repacked by 16 rows (AVX-512 and scalar kernels) == as store
       };
       for (const level of levels) {
         a.setSimd(level);
-        for (const [N, K] of [[16, 256], [64, 512], [1040, 768]] as const) {
+        for (const [N, K] of [[16, 256], [64, 512], [1040, 768], [16, 20480]] as const) {
           const w = weight('w', Q, [N, K], r), p = pack(w, N, K);
           for (const T of [1, 3, 4, 5, 9, 64]) {
             const x = randn(T * K, r), want = new Float32Array(T * N), got = new Float32Array(T * N);

@@ -158,8 +158,6 @@ void mk_q4K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, size_t 
  */
 #define T_Q8_0_R16 141
 #define MK_Q8R16_BLOCK (MK_R16 * (int)sizeof(block_q8_0))
-/* the most blocks per row (K <= 16384) the AVX-512 kernel takes (its per-call activation sums live on the stack) */
-#define MK_Q8R16_MAXNB 512
 void mkc_q8_0_r16_pack(uint8_t *dst, const uint8_t *src, int g0, int g1, int K);
 void mk_q8_0_r16_pack_512(uint8_t *dst, const uint8_t *src, int g0, int g1, int K);
 /* y[t*ystride + 16g + r] = row r of group g · act_t, t < T, g < ngroups (simd >= 2: AVX-512) */

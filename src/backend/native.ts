@@ -101,8 +101,6 @@ const NATIVE_TYPES: ReadonlySet<GGMLType> = new Set([
 
 /** native/src/common.h T_Q4_K_R16 / T_Q8_0_R16: rows repacked by 16 for the AVX-512 kernels (not GGUF types). */
 const R16_TYPE: ReadonlyMap<GGMLType, number> = new Map([[GGMLType.Q4_K, 140], [GGMLType.Q8_0, 141]]);
-/** The widest Q8_0 row the AVX-512 Q8_0_R16 kernel takes (common.h MK_Q8R16_MAXNB blocks). */
-const Q8_0_R16_MAX_K = 512 * 32;
 /** Repacked copies of Q4_K / Q8_0 weights, made on first use; weights are never written after loading. */
 const repacked = new WeakMap<Uint8Array, Uint8Array>();
 /** Weights whose pages were mapped in at first use (weightData). */
@@ -122,7 +120,7 @@ export function residentData(w: Tensor): Uint8Array {
 function weightData(addon: Addon, repack: boolean, w: Tensor, rows: number, threads: number): [Uint8Array, number] {
   const K = w.shape[w.shape.length - 1]!;
   const r16 = R16_TYPE.get(w.type);
-  if (!repack || r16 === undefined || rows % 16 !== 0 || (w.type === GGMLType.Q8_0 && K > Q8_0_R16_MAX_K)) {
+  if (!repack || r16 === undefined || rows % 16 !== 0) {
     if (!prefaulted.has(w.data)) {
       // map the tensor's file pages in one call at first use (as llama.cpp's MAP_POPULATE does at load):
       // otherwise each expert's first touch during decode pays a page fault per 4 KiB-64 KiB
