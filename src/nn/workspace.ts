@@ -8,10 +8,26 @@
  * Buffers grow on demand and keep their largest size; views of the requested length are cached, so
  * a steady-state decode step allocates nothing here.
  */
-interface Slot<A> {
+type Typed = Float32Array | Int32Array;
+
+interface Slot<A extends Typed> {
   buf: A;
   view: A;
 }
+
+/** The buffer for `name` in `slots`, exactly `n` long: grown with `make` when too short, views cached. */
+function take<A extends Typed>(slots: Map<string, Slot<A>>, name: string, n: number, make: (n: number) => A): A {
+  let s = slots.get(name);
+  if (s === undefined || s.buf.length < n) {
+    const buf = make(n);
+    s = { buf, view: buf };
+    slots.set(name, s);
+  } else if (s.view.length !== n) s.view = s.buf.subarray(0, n) as A;
+  return s.view;
+}
+
+const newF32 = (n: number): Float32Array => new Float32Array(n);
+const newI32 = (n: number): Int32Array => new Int32Array(n);
 
 export class Workspace {
   private readonly f32s = new Map<string, Slot<Float32Array>>();
@@ -19,23 +35,11 @@ export class Workspace {
 
   /** A Float32Array of exactly `n` elements for `name` (contents unspecified). */
   f32(name: string, n: number): Float32Array {
-    let s = this.f32s.get(name);
-    if (s === undefined || s.buf.length < n) {
-      const buf = new Float32Array(n);
-      s = { buf, view: buf };
-      this.f32s.set(name, s);
-    } else if (s.view.length !== n) s.view = s.buf.subarray(0, n);
-    return s.view;
+    return take(this.f32s, name, n, newF32);
   }
 
   /** An Int32Array of exactly `n` elements for `name` (contents unspecified). */
   i32(name: string, n: number): Int32Array {
-    let s = this.i32s.get(name);
-    if (s === undefined || s.buf.length < n) {
-      const buf = new Int32Array(n);
-      s = { buf, view: buf };
-      this.i32s.set(name, s);
-    } else if (s.view.length !== n) s.view = s.buf.subarray(0, n);
-    return s.view;
+    return take(this.i32s, name, n, newI32);
   }
 }
