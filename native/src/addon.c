@@ -17,8 +17,6 @@
  */
 #include <pthread.h>
 #include <stdint.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "common.h"
 #include "napi_util.h"
@@ -320,13 +318,7 @@ static napi_value js_prefault(napi_env env, napi_callback_info info) {
   napi_value a[1], r;
   view buf;
   if (!get_args(env, info, 1, a) || !get_view(env, a[0], napi_uint8_array, &buf, "buf")) return NULL;
-  int ok = 0;
-#ifdef MADV_POPULATE_READ
-  const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), b = (uintptr_t)buf.data & ~(pg - 1);
-  const uintptr_t e = ((uintptr_t)buf.data + buf.length + pg - 1) & ~(pg - 1);
-  ok = buf.length > 0 && madvise((void *)b, e - b, MADV_POPULATE_READ) == 0;
-#endif
-  NAPI_CALL(env, napi_get_boolean(env, ok, &r));
+  NAPI_CALL(env, napi_get_boolean(env, mk_prefault(buf.data, buf.length), &r));
   return r;
 }
 

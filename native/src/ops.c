@@ -592,6 +592,19 @@ void mk_attention(float *out, const float *q, const uint16_t *k, const uint16_t 
   mk_pool_run(attn_task, &j, n);
 }
 
+/* ---- prefaulting -------------------------------------------------------------------------- */
+
+int mk_prefault(const void *p, size_t n) {
+#ifdef MADV_POPULATE_READ
+  const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), b = (uintptr_t)p & ~(pg - 1);
+  const uintptr_t e = ((uintptr_t)p + n + pg - 1) & ~(pg - 1);
+  return n > 0 && madvise((void *)b, e - b, MADV_POPULATE_READ) == 0;
+#else
+  (void)p; (void)n;
+  return 0;
+#endif
+}
+
 /* ---- repacking by 16 rows (T_Q4_K_R16, T_Q8_0_R16) ---------------------------------------- */
 
 /* Groups (16 rows, contiguous in the source) read per pread: ~300 KB for K = 2048, an L2-sized bounce buffer. */
@@ -695,10 +708,7 @@ int mk_repack_r16(uint8_t *dst, const uint8_t *src, int type, int N, int K, int 
     close(j.fd);
     j.fd = -1;
   }
-#ifdef MADV_POPULATE_READ
-  if (j.fd < 0) /* one call per range instead of a page fault per page: 2.5× faster from the mapped file */
-    madvise((void *)(s0 & mask), ((s0 + bytes + pg - 1) & mask) - (s0 & mask), MADV_POPULATE_READ);
-#endif
+  if (j.fd < 0) mk_prefault(src, bytes); /* one call instead of a fault per page: 2.5× faster from the mapped file */
   mk_pool_run(repack_task, &j, nth);
   if (j.fd >= 0) {
     close(j.fd);
