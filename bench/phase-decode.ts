@@ -1,7 +1,8 @@
 /**
  * Where a decode step's time goes: wraps the model's backend calls with timers and prints ms per token for
  * each kind of call (MoE FFN split by down-projection type, the output matrix apart from the other matmuls),
- * their median and p90, the TypeScript remainder, page faults and context switches.
+ * their median and p90, the TypeScript remainder (and the gap before each kind of call), page faults and context
+ * switches.
  *   node --import tsx bench/phase-decode.ts <model.gguf> [-t 2] [-p 16] [-n 128]
  */
 import { argmax, loadModel } from '../src/engine/model.js';
@@ -19,14 +20,20 @@ benchRep(model, prompt, 4); // warm-up: first-use repacks and prefaults
 const be = model.decoder.be as unknown as Record<string, (a: never) => unknown>;
 const V = model.decoder.V;
 const samples = new Map<string, number[]>();
+/** TypeScript time before each kind of call: since the previous backend call returned */
+const gaps = new Map<string, number>();
+let lastEnd = -1;
+const gapSamples = new Map<string, number[]>();
 for (const m of ['matmul', 'matmuls', 'moeFfn', 'attention', 'getRows'] as const satisfies readonly (keyof Backend)[]) {
   const f = be[m]!.bind(be);
   be[m] = ((a: { w?: { shape: number[] }; down?: { type: number } }) => {
     const t0 = performance.now();
     const r = f(a as never);
-    const dt = performance.now() - t0;
+    const t1 = performance.now();
     const key = m === 'matmul' && a.w?.shape[0] === V ? 'matmul (output)' : m === 'moeFfn' ? `moeFfn (down ${typeName(a.down!.type)})` : m;
-    (samples.get(key) ?? samples.set(key, []).get(key)!).push(dt);
+    (samples.get(key) ?? samples.set(key, []).get(key)!).push(t1 - t0);
+    if (lastEnd >= 0) { gaps.set(key, (gaps.get(key) ?? 0) + t0 - lastEnd); (gapSamples.get(key) ?? gapSamples.set(key, []).get(key)!).push(t0 - lastEnd); }
+    lastEnd = t1;
     return r;
   }) as never;
 }
@@ -34,9 +41,16 @@ for (const m of ['matmul', 'matmuls', 'moeFfn', 'attention', 'getRows'] as const
 const seq = model.newSequence(prompt.length + n + 1);
 let logits = model.step([{ seq, tokens: prompt }]);
 samples.clear();
+gaps.clear();
+gapSamples.clear();
 const ru0 = process.resourceUsage();
 const t0 = performance.now();
-for (let i = 0; i < n; i++) logits = model.step([{ seq, tokens: [argmax(logits)] }]);
+let stepTail = 0;
+for (let i = 0; i < n; i++) {
+  lastEnd = -1;
+  logits = model.step([{ seq, tokens: [argmax(logits)] }]);
+  stepTail += performance.now() - lastEnd;
+}
 const total = (performance.now() - t0) / n;
 const ru1 = process.resourceUsage();
 
@@ -49,5 +63,7 @@ for (const [k, xs] of [...samples].sort((a, b) => b[1].reduce((s, x) => s + x, 0
   console.log(`${k.padEnd(22)} ${sum.toFixed(3)} ms/token (${((100 * sum) / total).toFixed(1)}%)  per call median ${q[q.length >> 1]!.toFixed(3)} p90 ${q[Math.floor(q.length * 0.9)]!.toFixed(3)} ms, ${xs.length} calls`);
 }
 console.log(`TypeScript between calls ${(total - inBackend).toFixed(3)} ms/token (${((100 * (total - inBackend)) / total).toFixed(1)}%); step ${total.toFixed(3)} ms`);
+console.log(`  of which before each kind of call (ms/token): ${[...gaps].map(([k, v]) => `${k} ${(v / n).toFixed(3)}`).join(', ')}; after the last call ${(stepTail / n).toFixed(3)}`);
+for (const [k, xs] of gapSamples) { const q = [...xs].sort((a, b) => a - b); console.log(`  gap before ${k}: median ${(q[q.length >> 1]! * 1e3).toFixed(1)} us, p90 ${(q[Math.floor(q.length * 0.9)]! * 1e3).toFixed(1)} us, max ${(q[q.length - 1]! * 1e3).toFixed(0)} us`); }
 console.log(`page faults minor ${ru1.minorPageFault - ru0.minorPageFault} major ${ru1.majorPageFault - ru0.majorPageFault}; context switches voluntary ${ru1.voluntaryContextSwitches - ru0.voluntaryContextSwitches} involuntary ${ru1.involuntaryContextSwitches - ru0.involuntaryContextSwitches}`);
 await model.close();

@@ -17,6 +17,7 @@ import { ReferenceBackend } from '../src/backend/reference.js';
 import { createBackend, physicalCores } from '../src/backend/index.js';
 import { quantize } from '../src/formats/quants.js';
 import { f32ToF16 } from '../src/formats/half.js';
+import { KVCache } from '../src/nn/kv-cache.js';
 
 const skip = nativeAvailable() ? false : 'native addon not built (npm run build:native)';
 const TYPES = [GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K];
@@ -579,4 +580,37 @@ test('createBackend / physicalCores; MOEKIT_NO_SIMD=1 selects the scalar kernels
   const no512 = run({ MOEKIT_NO_SIMD: '', MOEKIT_NO_AVX512: '1' }) as { simd: boolean; avx2: boolean; avx512?: boolean; simdLevel?: number };
   assert.equal(no512.avx512, false);
   assert.equal(no512.simdLevel, no512.avx2 ? 1 : 0);
+});
+
+test('allocPages gives zeroed writable memory; touchPages maps pages for writing; the KV cache grows through it', { skip }, () => {
+  const a = loadAddon();
+  const buf = new Uint8Array(a.allocPages(3 * 4096 + 5));
+  assert.equal(buf.length, 3 * 4096 + 5);
+  assert.ok(buf.every((b) => b === 0));
+  buf[buf.length - 1] = 7;
+  assert.equal(buf[buf.length - 1], 7);
+  for (const bad of [0, -1, 1.5, 2 ** 50]) assert.throws(() => a.allocPages(bad), RangeError);
+
+  // MADV_POPULATE_WRITE makes the pages resident without a write from JS (a read-populate would map the shared zero page)
+  const nb = new NativeBackend({ threads: 1 });
+  const big = new Uint8Array(a.allocPages(64 << 20));
+  const rss0 = process.memoryUsage().rss;
+  nb.touchPages(big);
+  assert.ok(process.memoryUsage().rss - rss0 > 48 << 20, 'touchPages made the pages resident');
+
+  const calls: Array<[number, number]> = [];
+  const kv = new KVCache(2, 600, 4, (b) => calls.push([b.byteOffset, b.byteLength]));
+  kv.ensureRoom(10);
+  assert.equal(calls.length, 4); // K and V of 2 layers
+  assert.deepEqual(calls[0], [0, 2 * 4 * (10 + 256)]);
+  kv.pos = 10;
+  kv.ensureRoom(200);
+  assert.equal(calls.length, 4, 'already mapped');
+  kv.pos = 260;
+  kv.ensureRoom(10);
+  assert.equal(calls.length, 8);
+  assert.deepEqual(calls[4], [2 * 4 * 266, 2 * 4 * (270 + 256 - 266)], 'the next range');
+  kv.pos = 520;
+  kv.ensureRoom(10);
+  assert.deepEqual(calls[8], [2 * 4 * 526, 2 * 4 * (600 - 526)], 'capped at ctx');
 });

@@ -9,10 +9,10 @@
  *   attention(out, q, kCache, vCache, T, pos0, H, Hkv, Dh, ctx, scale, threads)
  *   getRows(out, w, type, K, rows)
  *   readProbe(buf, threads) -> checksum (memory read-bandwidth probe; time it from JS)
- *   prefault(buf) -> bool (map the pages of buf into the process now, MADV_POPULATE_READ)
+ *   prefault(buf, write) -> bool (map the pages of buf into the process now, MADV_POPULATE_READ/WRITE)
  *   repack(dst, src, type, N, K, threads)   (Q4_K or Q8_0 rows in groups of 16 for the AVX-512 kernels)
  *   setThreads(n) -> n, getThreads(), setSimd(on | 0 scalar, 1 best, 2 AVX2 only) -> active, cpuFeatures()
- *   mmapOpen(path), mmapView(handle, offset, length)   (mmap_file.c)
+ *   mmapOpen(path), mmapView(handle, offset, length), allocPages(length)   (mmap_file.c)
  *   trainGemm, trainXent, trainAttention, trainAdamw   (train.c; the training kernels)
  */
 #include <pthread.h>
@@ -312,13 +312,19 @@ static napi_value js_read_probe(napi_env env, napi_callback_info info) {
   return r;
 }
 
-/* prefault(buf): map every page of buf now (one MADV_POPULATE_READ instead of a fault per page at first
- * touch, as llama.cpp maps its model with MAP_POPULATE); false where the kernel lacks it */
+/* prefault(buf, write): map every page of buf now (one MADV_POPULATE_READ instead of a fault per page at
+ * first touch, as llama.cpp maps its model with MAP_POPULATE; write: MADV_POPULATE_WRITE, for buffers about
+ * to be written such as the KV cache); false where the kernel lacks it */
 static napi_value js_prefault(napi_env env, napi_callback_info info) {
-  napi_value a[1], r;
+  napi_value a[2], r;
   view buf;
-  if (!get_args(env, info, 1, a) || !get_view(env, a[0], napi_uint8_array, &buf, "buf")) return NULL;
-  NAPI_CALL(env, napi_get_boolean(env, mk_prefault(buf.data, buf.length), &r));
+  bool write;
+  if (!get_args(env, info, 2, a) || !get_view(env, a[0], napi_uint8_array, &buf, "buf")) return NULL;
+  if (napi_get_value_bool(env, a[1], &write) != napi_ok) {
+    napi_throw_type_error(env, NULL, "moekit native: prefault write must be a boolean");
+    return NULL;
+  }
+  NAPI_CALL(env, napi_get_boolean(env, mk_prefault(buf.data, buf.length, write), &r));
   return r;
 }
 
@@ -464,6 +470,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"repack", NULL, js_repack, NULL, NULL, NULL, napi_default, NULL},
     {"mmapOpen", NULL, js_mmap_open, NULL, NULL, NULL, napi_default, NULL},
     {"mmapView", NULL, js_mmap_view, NULL, NULL, NULL, napi_default, NULL},
+    {"allocPages", NULL, js_alloc_pages, NULL, NULL, NULL, napi_default, NULL},
     {"trainGemm", NULL, js_train_gemm, NULL, NULL, NULL, napi_default, NULL},
     {"trainXent", NULL, js_train_xent, NULL, NULL, NULL, napi_default, NULL},
     {"trainAttention", NULL, js_train_attention, NULL, NULL, NULL, napi_default, NULL},

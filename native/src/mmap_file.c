@@ -3,6 +3,7 @@
  *
  *   mmapOpen(path) -> handle object { size }   (PROT_READ, MAP_SHARED, whole file)
  *   mmapView(handle, offset, length) -> external ArrayBuffer into the mapping
+ *   allocPages(length) -> external ArrayBuffer over fresh anonymous pages (page-aligned, zeroed)
  *
  * Lifetime: the mapping carries a reference count = 1 (the handle) + number of live views.
  * Each finalizer (handle GC, view GC) drops one reference; the last one unmaps. So a view
@@ -131,6 +132,31 @@ napi_value js_mmap_view(napi_env env, napi_callback_info info) {
   if (napi_create_external_arraybuffer(env, (char *)m->base + off, (size_t)len, view_finalize, m, &ab) != napi_ok) {
     m->refs--;
     return throw_error(env, "mmapView: cannot create external ArrayBuffer");
+  }
+  return ab;
+}
+
+/* allocPages: memory for weights the kernels stream (repacked copies). ArrayBuffers from V8 come from
+ * calloc, whose large blocks start 16 bytes into a page: every 64-byte vector load then spans two cache
+ * lines (measured on the olmoe MoE decode step: ~10% slower, and the read probe ~25% slower). */
+static void pages_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  munmap(data, (size_t)(uintptr_t)hint);
+}
+
+napi_value js_alloc_pages(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint64_t len;
+  if (argc < 1 || !get_index(env, argv[0], &len) || len == 0 || len > ((uint64_t)1 << 46))
+    return throw_range_error(env, "allocPages(length): length must be an integer in [1, 2^46]");
+  void *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return throw_errno(env, "allocPages: mmap failed for", "anonymous memory", errno);
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, p, (size_t)len, pages_finalize, (void *)(uintptr_t)len, &ab) != napi_ok) {
+    munmap(p, (size_t)len);
+    return throw_error(env, "allocPages: cannot create external ArrayBuffer");
   }
   return ab;
 }

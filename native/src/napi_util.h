@@ -32,5 +32,6 @@ static inline napi_value throw_errno(napi_env env, const char *what, const char 
 
 napi_value js_mmap_open(napi_env env, napi_callback_info info);
 napi_value js_mmap_view(napi_env env, napi_callback_info info);
+napi_value js_alloc_pages(napi_env env, napi_callback_info info);
 
 #endif

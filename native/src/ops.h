@@ -37,8 +37,9 @@ void mk_attention(float *out, const float *q, const uint16_t *k, const uint16_t 
 
 /* dst (T_Q4_K_R16) = Q4_K src [N, K], N a multiple of 16. When src is a read-only file mapping (the model
  * file) it is read through the page cache (pread) and its pages then leave the process. */
-/* Map the pages of [p, p + n) into the process now (MADV_POPULATE_READ); 0 where the kernel cannot. */
-int mk_prefault(const void *p, size_t n);
+/* Map the pages of [p, p + n) into the process now (MADV_POPULATE_READ, or MADV_POPULATE_WRITE with write:
+ * private writable pages, as a first write would); 0 where the kernel cannot. */
+int mk_prefault(const void *p, size_t n, int write);
 /* Q4_K or Q8_0 [N, K] (N a multiple of 16) into T_Q4_K_R16 / T_Q8_0_R16; 0 for another type or shape. */
 int mk_repack_r16(uint8_t *dst, const uint8_t *src, int type, int N, int K, int nth);
 

@@ -36,8 +36,8 @@ export interface Addon {
    * leave the process (RSS).
    */
   repack(dst: Uint8Array, src: Uint8Array, type: number, N: number, K: number, threads: number): void;
-  /** Maps every page of `buf` now (MADV_POPULATE_READ); false where the kernel cannot. */
-  prefault(buf: Uint8Array): boolean;
+  /** Maps every page of `buf` now (MADV_POPULATE_READ, or MADV_POPULATE_WRITE with `write`); false where the kernel cannot. */
+  prefault(buf: Uint8Array, write: boolean): boolean;
   /** Reads every cache line of `buf` with `threads` threads (time it for read bandwidth); returns a checksum. */
   readProbe(buf: Uint8Array, threads: number): number;
   /** Resize the worker pool (threads in total, the caller included); returns the new size. */
@@ -51,6 +51,8 @@ export interface Addon {
   mmapOpen(path: string): MmapHandle;
   /** External ArrayBuffer over [offset, offset+length) of the mapping (RangeError when outside). */
   mmapView(handle: MmapHandle, offset: number, length: number): ArrayBuffer;
+  /** Zeroed, page-aligned memory (V8's own large ArrayBuffers start 16 bytes into a page, so 64-byte loads straddle lines). */
+  allocPages(length: number): ArrayBuffer;
   /** Training GEMM (native/src/train.h): C[M,N] (+)= op(A)·op(B); transA: A stored [K,M]; transB: B stored [N,K]. */
   trainGemm(C: Float32Array, A: Float32Array, B: Float32Array, M: number, N: number, K: number, transA: 0 | 1, transB: 0 | 1, accumulate: 0 | 1, threads: number): void;
   /** Row softmax of logits[T,V] in place; loss[t] = logsumexp − logit[target]. */
@@ -124,14 +126,14 @@ function weightData(addon: Addon, repack: boolean, w: Tensor, rows: number, thre
     if (!prefaulted.has(w.data)) {
       // map the tensor's file pages in one call at first use (as llama.cpp's MAP_POPULATE does at load):
       // otherwise each expert's first touch during decode pays a page fault per 4 KiB-64 KiB
-      addon.prefault(w.data);
+      addon.prefault(w.data, false);
       prefaulted.add(w.data);
     }
     return [w.data, w.type];
   }
   let p = repacked.get(w.data);
   if (!p) {
-    p = new Uint8Array(w.data.byteLength);
+    p = new Uint8Array(addon.allocPages(w.data.byteLength));
     addon.repack(p, w.data, w.type, w.data.byteLength / tensorBytes(w.type, [1, K]), K, threads);
     repacked.set(w.data, p);
   }
@@ -279,6 +281,10 @@ export class NativeBackend implements Backend {
     checkLength(`getRows ${w.name} out`, out, rows.length * K);
     if (rows.length === 0) return;
     this.addon.getRows(out, w.data, w.type, K, idx);
+  }
+
+  touchPages(buf: Uint8Array): void {
+    if (buf.byteLength > 0) this.addon.prefault(buf, true);
   }
 
   /** The worker pool is shared by the process and kept for reuse; nothing to release per backend. */

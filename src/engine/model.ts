@@ -99,7 +99,8 @@ export class Model {
 
   newSequence(ctx = this.ctx): Sequence {
     const h = this.hparams;
-    return new Sequence(new KVCache(h.nLayer, ctx, h.nHeadKv * h.headDim));
+    const be = this.decoder.be;
+    return new Sequence(new KVCache(h.nLayer, ctx, h.nHeadKv * h.headDim, be.touchPages?.bind(be)));
   }
 
   /** Logits [T, V] at every position of a fresh sequence holding `ids`. */
