@@ -26,11 +26,12 @@ let lastEnd = -1;
 const gapSamples = new Map<string, number[]>();
 for (const m of ['matmul', 'matmuls', 'moeFfn', 'attention', 'getRows'] as const satisfies readonly (keyof Backend)[]) {
   const f = be[m]!.bind(be);
-  be[m] = ((a: { w?: { shape: number[] }; down?: { type: number } }) => {
+  be[m] = ((a: { w?: { shape: number[] }; down?: { type: number }; outs?: unknown[] }) => {
     const t0 = performance.now();
     const r = f(a as never);
     const t1 = performance.now();
-    const key = m === 'matmul' && a.w?.shape[0] === V ? 'matmul (output)' : m === 'moeFfn' ? `moeFfn (down ${typeName(a.down!.type)})` : m;
+    const key =
+      m === 'matmul' && a.w?.shape[0] === V ? 'matmul (output)' : m === 'moeFfn' ? `moeFfn (down ${typeName(a.down!.type)})` : m === 'matmuls' ? `matmuls (${a.outs!.length})` : m;
     (samples.get(key) ?? samples.set(key, []).get(key)!).push(t1 - t0);
     if (lastEnd >= 0) { gaps.set(key, (gaps.get(key) ?? 0) + t0 - lastEnd); (gapSamples.get(key) ?? gapSamples.set(key, []).get(key)!).push(t0 - lastEnd); }
     lastEnd = t1;

@@ -16,7 +16,8 @@ import { NativeBackend, nativeAvailable, loadAddon } from '../src/backend/native
 import { ReferenceBackend } from '../src/backend/reference.js';
 import { createBackend, physicalCores } from '../src/backend/index.js';
 import { quantize } from '../src/formats/quants.js';
-import { f32ToF16 } from '../src/formats/half.js';
+import { f32ArrayToF16At, f32ToF16 } from '../src/formats/half.js';
+import { rmsNorm, ropeApply, ropeTable } from '../src/nn/ops.js';
 import { KVCache } from '../src/nn/kv-cache.js';
 
 const skip = nativeAvailable() ? false : 'native addon not built (npm run build:native)';
@@ -613,4 +614,35 @@ test('allocPages gives zeroed writable memory; touchPages maps pages for writing
   kv.pos = 520;
   kv.ensureRoom(10);
   assert.deepEqual(calls[8], [2 * 4 * 526, 2 * 4 * (600 - 526)], 'capped at ctx');
+});
+
+test('qkPrep (QK-norm, RoPE, f16 K/V store in one call) is bit-identical to the TypeScript steps', { skip }, () => {
+  const nb = new NativeBackend({ threads: 1 });
+  const r = rng(5);
+  for (const [T, H, Hkv, Dh, dims, neox, perHead] of [
+    [1, 4, 2, 16, 16, false, true], [3, 4, 4, 16, 8, true, false], [5, 2, 1, 32, 32, true, true], [2, 3, 3, 8, 4, false, false],
+  ] as const) {
+    const qd = H * Dh, kd = Hkv * Dh, ctx = 12, row = 4;
+    // a spread of magnitudes: f16 subnormals, normal values, and values beyond the f16 range
+    const fill = (n: number): Float32Array => new Float32Array(n).map(() => (r() - 0.5) * 10 ** Math.floor(r() * 12 - 7));
+    const q = fill(T * qd), k = fill(T * kd), v = fill(T * kd);
+    const qNorm = fill(perHead ? Dh : qd), kNorm = fill(perHead ? Dh : kd);
+    const tab = ropeTable(Array.from({ length: T }, (_, t) => 7 + 3 * t), T, dims, 10000);
+    const want = { q: q.slice(), k: k.slice(), kc: new Uint16Array(ctx * kd), vc: new Uint16Array(ctx * kd) };
+    rmsNorm(want.q, want.q, qNorm, (T * qd) / qNorm.length, qNorm.length, 1e-6);
+    rmsNorm(want.k, want.k, kNorm, (T * kd) / kNorm.length, kNorm.length, 1e-6);
+    ropeApply(want.q, tab, H, Dh, neox ? 'neox' : 'norm');
+    ropeApply(want.k, tab, Hkv, Dh, neox ? 'neox' : 'norm');
+    f32ArrayToF16At(want.k, 0, want.kc, row * kd, T * kd);
+    f32ArrayToF16At(v, 0, want.vc, row * kd, T * kd);
+    const kc = new Uint16Array(ctx * kd), vc = new Uint16Array(ctx * kd);
+    nb.qkPrep({ q, k, v, T, nHead: H, nHeadKv: Hkv, headDim: Dh, qNorm, kNorm, eps: 1e-6, rope: { cos: tab.cos, sin: tab.sin, half: tab.half, neox }, kCache: kc, vCache: vc, cacheRow: row });
+    const shape = `T=${T} H=${H} Hkv=${Hkv} Dh=${Dh} dims=${dims} neox=${neox}`;
+    assert.deepEqual(q, want.q, `q ${shape}`);
+    assert.deepEqual(k, want.k, `k ${shape}`);
+    assert.deepEqual(kc, want.kc, `k cache ${shape}`);
+    assert.deepEqual(vc, want.vc, `v cache ${shape}`);
+  }
+  const z = new Float32Array(16);
+  assert.throws(() => nb.qkPrep({ q: z, k: z, v: z, T: 1, nHead: 1, nHeadKv: 1, headDim: 16, eps: 1e-6, rope: null, kCache: new Uint16Array(16), vCache: new Uint16Array(16), cacheRow: 1 }), /cache rows/);
 });

@@ -9,6 +9,7 @@
  *   attention(out, q, kCache, vCache, T, pos0, H, Hkv, Dh, ctx, scale, threads)
  *   getRows(out, w, type, K, rows)
  *   readProbe(buf, threads) -> checksum (memory read-bandwidth probe; time it from JS)
+ *   qkPrep(q, k, v, ...) (attention's QK-norm, RoPE and f16 K/V store: attn_prep.c)
  *   prefault(buf, write) -> bool (map the pages of buf into the process now, MADV_POPULATE_READ/WRITE)
  *   repack(dst, src, type, N, K, threads)   (Q4_K or Q8_0 rows in groups of 16 for the AVX-512 kernels)
  *   setThreads(n) -> n, getThreads(), setSimd(on | 0 scalar, 1 best, 2 AVX2 only) -> active, cpuFeatures()
@@ -312,6 +313,52 @@ static napi_value js_read_probe(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* qkPrep(q, k, v, T, H, Hkv, Dh, qNorm|null, kNorm|null, eps, cos|null, sin|null, half, neox, kCache, vCache,
+ * cacheRow): attention's prologue (attn_prep.c) */
+static int get_opt_f32(napi_env env, napi_value v, view *out, const char *what) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return 0;
+  if (t == napi_null || t == napi_undefined) {
+    out->data = NULL;
+    out->length = 0;
+    return 1;
+  }
+  return get_view(env, v, napi_float32_array, out, what);
+}
+
+static napi_value js_qk_prep(napi_env env, napi_callback_info info) {
+  napi_value a[17];
+  view q, k, v, qn, kn, cs, sn, kc, vc;
+  int T, H, Hkv, Dh, half, neox, row;
+  double eps;
+  if (!get_args(env, info, 17, a) || !get_view(env, a[0], napi_float32_array, &q, "q") ||
+      !get_view(env, a[1], napi_float32_array, &k, "k") || !get_view(env, a[2], napi_float32_array, &v, "v") ||
+      !get_int(env, a[3], 1, IMAX, &T, "T") || !get_int(env, a[4], 1, IMAX, &H, "H") ||
+      !get_int(env, a[5], 1, IMAX, &Hkv, "Hkv") || !get_int(env, a[6], 1, IMAX, &Dh, "Dh") ||
+      !get_opt_f32(env, a[7], &qn, "qNorm") || !get_opt_f32(env, a[8], &kn, "kNorm") ||
+      napi_get_value_double(env, a[9], &eps) != napi_ok || !get_opt_f32(env, a[10], &cs, "cos") ||
+      !get_opt_f32(env, a[11], &sn, "sin") || !get_int(env, a[12], 0, IMAX, &half, "half") ||
+      !get_int(env, a[13], 0, 1, &neox, "neox") || !get_view(env, a[14], napi_uint16_array, &kc, "kCache") ||
+      !get_view(env, a[15], napi_uint16_array, &vc, "vCache") || !get_int(env, a[16], 0, IMAX, &row, "cacheRow"))
+    return NULL;
+  const size_t qd = (size_t)H * Dh, kd = (size_t)Hkv * Dh;
+  if (!check(env, q.length == (size_t)T * qd && k.length == (size_t)T * kd && v.length == (size_t)T * kd,
+             "qkPrep: q/k/v sizes do not match T, H, Hkv, Dh") ||
+      !check(env, !qn.data || (qn.length > 0 && qd % qn.length == 0), "qkPrep: qNorm length must divide H*Dh") ||
+      !check(env, !kn.data || (kn.length > 0 && kd % kn.length == 0), "qkPrep: kNorm length must divide Hkv*Dh") ||
+      !check(env, !cs.data == !sn.data && (!cs.data || (2 * (size_t)half <= (size_t)Dh && cs.length >= (size_t)T * half &&
+                                                         sn.length >= (size_t)T * half)),
+             "qkPrep: cos/sin must both be given, [T, half] with 2*half <= Dh") ||
+      !check(env, ((size_t)row + T) * kd <= kc.length && ((size_t)row + T) * kd <= vc.length, "qkPrep: cache rows out of range"))
+    return NULL;
+  mk_qk_prep_args p = {(float *)q.data, (float *)k.data, (const float *)v.data, T, H, Hkv, Dh,
+                       (const float *)qn.data, (const float *)kn.data, (int)qn.length, (int)kn.length, (float)eps,
+                       (const float *)cs.data, (const float *)sn.data, half, neox,
+                       (uint16_t *)kc.data, (uint16_t *)vc.data, row};
+  mk_qk_prep(&p);
+  return NULL;
+}
+
 /* prefault(buf, write): map every page of buf now (one MADV_POPULATE_READ instead of a fault per page at
  * first touch, as llama.cpp maps its model with MAP_POPULATE; write: MADV_POPULATE_WRITE, for buffers about
  * to be written such as the KV cache); false where the kernel lacks it */
@@ -467,6 +514,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"cpuFeatures", NULL, js_cpu_features, NULL, NULL, NULL, napi_default, NULL},
     {"readProbe", NULL, js_read_probe, NULL, NULL, NULL, napi_default, NULL},
     {"prefault", NULL, js_prefault, NULL, NULL, NULL, napi_default, NULL},
+    {"qkPrep", NULL, js_qk_prep, NULL, NULL, NULL, napi_default, NULL},
     {"repack", NULL, js_repack, NULL, NULL, NULL, napi_default, NULL},
     {"mmapOpen", NULL, js_mmap_open, NULL, NULL, NULL, napi_default, NULL},
     {"mmapView", NULL, js_mmap_view, NULL, NULL, NULL, napi_default, NULL},

@@ -43,6 +43,23 @@ int mk_prefault(const void *p, size_t n, int write);
 /* Q4_K or Q8_0 [N, K] (N a multiple of 16) into T_Q4_K_R16 / T_Q8_0_R16; 0 for another type or shape. */
 int mk_repack_r16(uint8_t *dst, const uint8_t *src, int type, int N, int K, int nth);
 
+/* attn_prep.c: QK-norm (groups of q_group / k_group values, weights NULL = none), RoPE (cos NULL = none; tables
+ * [T, half]) in place on q [T, H, Dh] and k [T, Hkv, Dh], then k and v as f16 into rows cache_row .. cache_row+T-1
+ * of the caches [*, Hkv, Dh]. */
+typedef struct {
+  float *q, *k;
+  const float *v;
+  int T, H, Hkv, Dh;
+  const float *q_norm, *k_norm;
+  int q_group, k_group;
+  float eps;
+  const float *cos, *sin;
+  int half, neox;
+  uint16_t *k_cache, *v_cache;
+  int cache_row;
+} mk_qk_prep_args;
+void mk_qk_prep(const mk_qk_prep_args *a);
+
 /* out[n, K] = dequant(w[rows[i]]) */
 void mk_get_rows(float *out, const uint8_t *w, int type, int K, const int32_t *rows, int n);
 

@@ -55,6 +55,32 @@ export interface MoeFfnArgs {
   K: number;
 }
 
+/**
+ * Attention's element-wise prologue for one sequence's rows (nn/attention.ts is the reference and the
+ * fallback): QK-norm, RoPE, then K and V as f16 into the caches at rows cacheRow .. cacheRow+T-1.
+ */
+export interface QkPrepArgs {
+  /** [T, nHead·headDim], normalised and rotated in place */
+  q: Float32Array;
+  /** [T, nHeadKv·headDim], normalised and rotated in place */
+  k: Float32Array;
+  /** [T, nHeadKv·headDim] */
+  v: Float32Array;
+  T: number;
+  nHead: number;
+  nHeadKv: number;
+  headDim: number;
+  /** RMSNorm weights over groups of their length (a head, or the whole projection) */
+  qNorm?: Float32Array;
+  kNorm?: Float32Array;
+  eps: number;
+  /** cos/sin [T, half] of the rows' positions; neox: pairs (i, i+half), else (2i, 2i+1) */
+  rope: { cos: Float32Array; sin: Float32Array; half: number; neox: boolean } | null;
+  kCache: Uint16Array;
+  vCache: Uint16Array;
+  cacheRow: number;
+}
+
 export interface AttentionArgs {
   /** [T, H, Dh] output, overwritten */
   out: Float32Array;
@@ -95,6 +121,8 @@ export interface Backend {
   moeFfn(a: MoeFfnArgs): void;
   /** Causal multi-head attention (GQA: head h reads KV head floor(h / (H/Hkv))). */
   attention(a: AttentionArgs): void;
+  /** Optional: attention's prologue in one native call (bit-identical to the TypeScript in nn/attention.ts). */
+  qkPrep?(a: QkPrepArgs): void;
   /** Embedding lookup with dequantization. */
   getRows(a: GetRowsArgs): void;
   /**

@@ -7,7 +7,7 @@
  * Exports: loadAddon(), nativeAvailable(), class NativeBackend implements Backend.
  */
 import { createRequire } from 'node:module';
-import { MAX_MATMULS, type AttentionArgs, type Backend, type GetRowsArgs, type MatmulArgs, type MatmulsArgs, type MoeFfnArgs } from './backend.js';
+import { MAX_MATMULS, type QkPrepArgs, type AttentionArgs, type Backend, type GetRowsArgs, type MatmulArgs, type MatmulsArgs, type MoeFfnArgs } from './backend.js';
 import { GGMLType, isSupportedType, tensorBytes, typeName, type Tensor } from '../tensor.js';
 
 export interface MmapHandle {
@@ -36,6 +36,11 @@ export interface Addon {
    * leave the process (RSS).
    */
   repack(dst: Uint8Array, src: Uint8Array, type: number, N: number, K: number, threads: number): void;
+  qkPrep(
+    q: Float32Array, k: Float32Array, v: Float32Array, T: number, H: number, Hkv: number, Dh: number,
+    qNorm: Float32Array | null, kNorm: Float32Array | null, eps: number, cos: Float32Array | null, sin: Float32Array | null,
+    half: number, neox: 0 | 1, kCache: Uint16Array, vCache: Uint16Array, cacheRow: number,
+  ): void;
   /** Maps every page of `buf` now (MADV_POPULATE_READ, or MADV_POPULATE_WRITE with `write`); false where the kernel cannot. */
   prefault(buf: Uint8Array, write: boolean): boolean;
   /** Reads every cache line of `buf` with `threads` threads (time it for read bandwidth); returns a checksum. */
@@ -281,6 +286,18 @@ export class NativeBackend implements Backend {
     checkLength(`getRows ${w.name} out`, out, rows.length * K);
     if (rows.length === 0) return;
     this.addon.getRows(out, w.data, w.type, K, idx);
+  }
+
+  qkPrep({ q, k, v, T, nHead, nHeadKv, headDim, qNorm, kNorm, eps, rope, kCache, vCache, cacheRow }: QkPrepArgs): void {
+    checkCount('qkPrep T', T);
+    checkLength('qkPrep q', q, T * nHead * headDim);
+    checkLength('qkPrep k', k, T * nHeadKv * headDim);
+    checkLength('qkPrep v', v, T * nHeadKv * headDim);
+    if (!Number.isSafeInteger(cacheRow) || cacheRow < 0 || (cacheRow + T) * nHeadKv * headDim > Math.min(kCache.length, vCache.length)) {
+      fail(`qkPrep: cache rows [${cacheRow}, ${cacheRow + T}) do not fit the caches`);
+    }
+    if (rope && (2 * rope.half > headDim || rope.cos.length < T * rope.half || rope.sin.length < T * rope.half)) fail('qkPrep: rope table does not cover T rows of half ≤ headDim/2');
+    this.addon.qkPrep(q, k, v, T, nHead, nHeadKv, headDim, qNorm ?? null, kNorm ?? null, eps, rope?.cos ?? null, rope?.sin ?? null, rope?.half ?? 0, rope?.neox ? 1 : 0, kCache, vCache, cacheRow);
   }
 
   touchPages(buf: Uint8Array): void {

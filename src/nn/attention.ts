@@ -84,18 +84,30 @@ export function attention(
   if (w.qBias) addBias(q, w.qBias, T);
   if (w.kBias) addBias(k, w.kBias, T);
   if (w.vBias) addBias(v, w.vBias, T);
-  if (w.qNorm) rmsNorm(q, q, w.qNorm, (T * qDim) / w.qNorm.length, w.qNorm.length, o.normEps);
-  if (w.kNorm) rmsNorm(k, k, w.kNorm, (T * kvDim) / w.kNorm.length, w.kNorm.length, o.normEps);
-  if (o.rope && rot) {
-    ropeApply(q, rot, H, Dh, o.rope.type);
-    ropeApply(k, rot, Hkv, Dh, o.rope.type);
+  if (be.qkPrep && segments.length === 1 && segments[0]!.start === 0 && segments[0]!.n === T) {
+    // one sequence (decode steps, prompts): the same steps as below in one native call
+    const s = segments[0]!;
+    be.qkPrep({
+      q, k, v, T, nHead: H, nHeadKv: Hkv, headDim: Dh, qNorm: w.qNorm, kNorm: w.kNorm, eps: o.normEps,
+      rope: o.rope && rot ? { cos: rot.cos, sin: rot.sin, half: rot.half, neox: o.rope.type === 'neox' } : null,
+      kCache: s.cache.k[layer], vCache: s.cache.v[layer], cacheRow: s.cache.pos,
+    });
+  } else {
+    if (w.qNorm) rmsNorm(q, q, w.qNorm, (T * qDim) / w.qNorm.length, w.qNorm.length, o.normEps);
+    if (w.kNorm) rmsNorm(k, k, w.kNorm, (T * kvDim) / w.kNorm.length, w.kNorm.length, o.normEps);
+    if (o.rope && rot) {
+      ropeApply(q, rot, H, Dh, o.rope.type);
+      ropeApply(k, rot, Hkv, Dh, o.rope.type);
+    }
+    for (const s of segments) {
+      f32ArrayToF16At(k, s.start * kvDim, s.cache.k[layer], s.cache.pos * kvDim, s.n * kvDim);
+      f32ArrayToF16At(v, s.start * kvDim, s.cache.v[layer], s.cache.pos * kvDim, s.n * kvDim);
+    }
   }
 
   const out = ws.f32('attn.out', T * qDim);
   for (const s of segments) {
     const p0 = s.cache.pos;
-    f32ArrayToF16At(k, s.start * kvDim, s.cache.k[layer], p0 * kvDim, s.n * kvDim);
-    f32ArrayToF16At(v, s.start * kvDim, s.cache.v[layer], p0 * kvDim, s.n * kvDim);
     const whole = s.start === 0 && s.n === T;
     be.attention({
       out: whole ? out : out.subarray(s.start * qDim, (s.start + s.n) * qDim),
