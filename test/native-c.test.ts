@@ -19,7 +19,7 @@ const hasCc = ((): boolean => {
   }
 })();
 
-test('AVX-512 swiglu and F32 dot == the scalar ggml emulations, bit for bit (native/test/simd_vs_scalar.c)', { skip: hasCc ? false : 'no gcc' }, () => {
+test('AVX-512 swiglu, F32 dot and decode attention == the scalar ggml emulations, bit for bit (native/test/simd_vs_scalar.c)', { skip: hasCc ? false : 'no gcc' }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'moekit-ctest-'));
   try {
     const exe = join(dir, 'simd_vs_scalar');

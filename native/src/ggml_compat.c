@@ -607,10 +607,14 @@ void mkc_q4K_r16_rows(const uint8_t *w, int K, int ngroups, const uint8_t *act, 
 
 static MKC_AVX2 inline __m256 ld16x8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 static MKC_AVX2 inline __m256 round16x8(__m256 x) { return _mm256_cvtph_ps(_mm256_cvtps_ph(x, MKC_RNE)); }
+static MKC_AVX512 inline __m512 ld16x16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+static MKC_AVX512 inline __m512 round16x16(__m512 x) { return _mm512_cvtph_ps(_mm512_cvtps_ph(x, MKC_RNE)); }
+#define MKC_AI __attribute__((always_inline)) inline
 
-/* dot_f16: emulated lane j of ggml's 4 accumulators of mkc_lanes lanes = SIMD lane j (two ymm per
- * accumulator when mkc_lanes == 16), then fold4's lane-wise adds, its final reduction, the tail */
-static MKC_AVX2 float dot_f16_avx2(const uint16_t *a, const uint16_t *b, int n) {
+/* ggml_vec_dot_f16 with the f16 q already widened (ld16x8 widens exactly): emulated lane j of ggml's 4
+ * accumulators of mkc_lanes lanes = SIMD lane j (two ymm per accumulator when mkc_lanes == 16), then
+ * fold4's lane-wise adds, its final reduction, the tail */
+static MKC_AVX2 float dot_f16_avx2(const float *a, const uint16_t *b, int n) {
   const int L = mkc_lanes, step = 4 * L, np = n - n % step;
   double sum = 0;
   if (np) {
@@ -621,7 +625,7 @@ static MKC_AVX2 float dot_f16_avx2(const uint16_t *a, const uint16_t *b, int n) 
       for (int r = 0; r < 4; r++)
         for (int h = 0; h < R; h++) {
           const int o = i + r * L + 8 * h;
-          c[r][h] = _mm256_fmadd_ps(ld16x8(a + o), ld16x8(b + o), c[r][h]);
+          c[r][h] = _mm256_fmadd_ps(_mm256_loadu_ps(a + o), ld16x8(b + o), c[r][h]);
         }
     float t[16];
     for (int h = 0; h < R; h++) {
@@ -636,51 +640,166 @@ static MKC_AVX2 float dot_f16_avx2(const uint16_t *a, const uint16_t *b, int n) 
       sum = (double)((t0 + t1) + (t2 + t3));
     }
   }
-  for (int i = np; i < n; i++) sum += (double)(f16_to_f32(a[i]) * f16_to_f32(b[i]));
+  for (int i = np; i < n; i++) sum += (double)(a[i] * f16_to_f32(b[i]));
   return (float)sum;
 }
 
-static MKC_AVX2 void attn_one_chunk_avx2(float *out, const float *q, const uint16_t *k, const uint16_t *v,
-                                         size_t kv_row, int n, int Dh, float scale, float *acc, uint16_t *q16) {
-  const int D8 = Dh - Dh % 8;
-  for (int d = 0; d < Dh; d++) q16[d] = f32_to_f16(q[d]);
-  memset(acc, 0, sizeof(float) * (size_t)Dh);
+/* the same for mkc_lanes == 16: one zmm per accumulator; reduce_lanes' adds done in registers */
+static MKC_AVX512 float dot_f16_512(const float *a, const uint16_t *b, int n) {
+  const int np = n - n % 64;
+  double sum = 0;
+  if (np) {
+    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+    for (int i = 0; i < np; i += 64) {
+      c0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), ld16x16(b + i), c0);
+      c1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), ld16x16(b + i + 16), c1);
+      c2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), ld16x16(b + i + 32), c2);
+      c3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), ld16x16(b + i + 48), c3);
+    }
+    c0 = _mm512_add_ps(_mm512_add_ps(c0, c2), _mm512_add_ps(c1, c3));
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(c0), 1));
+    const __m256 t8 = _mm256_add_ps(hi, _mm512_castps512_ps256(c0));                /* v[i+8] + v[i] */
+    const __m128 t4 = _mm_add_ps(_mm256_extractf128_ps(t8, 1), _mm256_castps256_ps128(t8)); /* t8[i+4] + t8[i] */
+    __m128 u = _mm_add_ps(t4, _mm_movehl_ps(t4, t4)); /* t4[0] + t4[2], t4[1] + t4[3] */
+    u = _mm_add_ss(u, _mm_movehdup_ps(u));
+    sum = (double)_mm_cvtss_f32(u);
+  }
+  for (int i = np; i < n; i++) sum += (double)(a[i] * f16_to_f32(b[i]));
+  return (float)sum;
+}
+
+/* the scalar recurrence over the scores: sc[s] becomes key s's vs; fl[s] = 1 where the running max rose
+ * (the accumulator is then scaled by ms[s] before the add); returns the running sum S */
+static MKC_AVX2 float softmax_factors(float *sc, float *ms, uint8_t *fl, int n) {
   float M = -INFINITY, S = 0;
   for (int s = 0; s < n; s++) {
-    const uint16_t *kr = k + (size_t)s * kv_row, *vr = v + (size_t)s * kv_row;
-    if (s + 1 < n) {
-      _mm_prefetch((const char *)(kr + kv_row), _MM_HINT_T0);
-      _mm_prefetch((const char *)(vr + kv_row), _MM_HINT_T0);
-    }
-    float sc = dot_f16_avx2(q16, kr, Dh);
-    sc = sc * scale;
-    float ms = 1, vs = 1;
-    int rescale = 0;
-    if (sc > M) {
-      ms = M == -INFINITY ? 0.0f : expf(M - sc);
-      M = sc;
-      rescale = 1;
+    const float x = sc[s];
+    float m = 1, vs = 1;
+    if (x > M) {
+      m = M == -INFINITY ? 0.0f : expf(M - x);
+      M = x;
+      fl[s] = 1;
     } else {
-      vs = expf(sc - M);
+      vs = expf(x - M);
+      fl[s] = 0;
     }
-    const __m256 vms = _mm256_set1_ps(ms), vvs = _mm256_set1_ps(vs);
-    int d = 0;
-    if (rescale)
-      for (; d < D8; d += 8) {
-        const __m256 a = round16x8(_mm256_mul_ps(_mm256_loadu_ps(acc + d), vms));
-        _mm256_storeu_ps(acc + d, round16x8(_mm256_fmadd_ps(ld16x8(vr + d), vvs, a)));
-      }
-    else
-      for (; d < D8; d += 8)
-        _mm256_storeu_ps(acc + d, round16x8(_mm256_fmadd_ps(ld16x8(vr + d), vvs, _mm256_loadu_ps(acc + d))));
-    for (; d < Dh; d++) {
-      if (rescale) acc[d] = round16(acc[d] * ms);
-      acc[d] = round16(fmaf(f16_to_f32(vr[d]), vs, acc[d]));
-    }
-    S = fmaf(S, ms, vs);
+    ms[s] = m;
+    sc[s] = vs;
+    S = fmaf(S, m, vs);
   }
+  return S;
+}
+
+static MKC_AVX2 inline void prefetch_row(const uint16_t *p, int bytes) {
+  for (int o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
+  _mm_prefetch((const char *)p + bytes - 1, _MM_HINT_T0);
+}
+
+#define MKC_PF 12 /* K or V rows prefetched ahead */
+
+/* out[d] = acc[d] · inv for 8·NB dims from d, acc in NB ymm registers across all n keys */
+static MKC_AI MKC_AVX2 void vacc_avx2(float *out, const uint16_t *v, size_t kv_row, int n, const float *vs,
+                                      const float *ms, const uint8_t *fl, float inv, const int NB) {
+  __m256 a[8];
+  for (int i = 0; i < NB; i++) a[i] = _mm256_setzero_ps();
+  for (int s = 0; s < n; s++) {
+    const uint16_t *vr = v + (size_t)s * kv_row;
+    if (s + MKC_PF < n) prefetch_row(vr + MKC_PF * kv_row, 16 * NB);
+    if (fl[s]) {
+      const __m256 m = _mm256_set1_ps(ms[s]);
+      for (int i = 0; i < NB; i++) a[i] = round16x8(_mm256_mul_ps(a[i], m));
+    }
+    const __m256 x = _mm256_set1_ps(vs[s]);
+    for (int i = 0; i < NB; i++) a[i] = round16x8(_mm256_fmadd_ps(ld16x8(vr + 8 * i), x, a[i]));
+  }
+  const __m256 vi = _mm256_set1_ps(inv);
+  for (int i = 0; i < NB; i++) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(a[i], vi));
+}
+
+/* the same, 16·NB dims in NB zmm */
+static MKC_AI MKC_AVX512 void vacc_512(float *out, const uint16_t *v, size_t kv_row, int n, const float *vs,
+                                       const float *ms, const uint8_t *fl, float inv, const int NB) {
+  __m512 a[8];
+  for (int i = 0; i < NB; i++) a[i] = _mm512_setzero_ps();
+  for (int s = 0; s < n; s++) {
+    const uint16_t *vr = v + (size_t)s * kv_row;
+    if (s + MKC_PF < n) prefetch_row(vr + MKC_PF * kv_row, 32 * NB);
+    if (fl[s]) {
+      const __m512 m = _mm512_set1_ps(ms[s]);
+      for (int i = 0; i < NB; i++) a[i] = round16x16(_mm512_mul_ps(a[i], m));
+    }
+    const __m512 x = _mm512_set1_ps(vs[s]);
+    for (int i = 0; i < NB; i++) a[i] = round16x16(_mm512_fmadd_ps(ld16x16(vr + 16 * i), x, a[i]));
+  }
+  const __m512 vi = _mm512_set1_ps(inv);
+  for (int i = 0; i < NB; i++) _mm512_storeu_ps(out + 16 * i, _mm512_mul_ps(a[i], vi));
+}
+
+static MKC_AVX2 void vacc_avx2_any(float *out, const uint16_t *v, size_t kv_row, int n, const float *vs,
+                                   const float *ms, const uint8_t *fl, float inv, int NB) {
+  switch (NB) {
+    case 1: vacc_avx2(out, v, kv_row, n, vs, ms, fl, inv, 1); break;
+    case 2: vacc_avx2(out, v, kv_row, n, vs, ms, fl, inv, 2); break;
+    case 3: vacc_avx2(out, v, kv_row, n, vs, ms, fl, inv, 3); break;
+    case 4: vacc_avx2(out, v, kv_row, n, vs, ms, fl, inv, 4); break;
+    case 5: vacc_avx2(out, v, kv_row, n, vs, ms, fl, inv, 5); break;
+    case 6: vacc_avx2(out, v, kv_row, n, vs, ms, fl, inv, 6); break;
+    case 7: vacc_avx2(out, v, kv_row, n, vs, ms, fl, inv, 7); break;
+    default: vacc_avx2(out, v, kv_row, n, vs, ms, fl, inv, 8); break;
+  }
+}
+
+static MKC_AVX512 void vacc_512_any(float *out, const uint16_t *v, size_t kv_row, int n, const float *vs,
+                                    const float *ms, const uint8_t *fl, float inv, int NB) {
+  switch (NB) {
+    case 1: vacc_512(out, v, kv_row, n, vs, ms, fl, inv, 1); break;
+    case 2: vacc_512(out, v, kv_row, n, vs, ms, fl, inv, 2); break;
+    case 3: vacc_512(out, v, kv_row, n, vs, ms, fl, inv, 3); break;
+    case 4: vacc_512(out, v, kv_row, n, vs, ms, fl, inv, 4); break;
+    case 5: vacc_512(out, v, kv_row, n, vs, ms, fl, inv, 5); break;
+    case 6: vacc_512(out, v, kv_row, n, vs, ms, fl, inv, 6); break;
+    case 7: vacc_512(out, v, kv_row, n, vs, ms, fl, inv, 7); break;
+    default: vacc_512(out, v, kv_row, n, vs, ms, fl, inv, 8); break;
+  }
+}
+
+/* attn_one_chunk_scalar in three passes of the same f32 operations: (1) all scores (independent, so
+ * keys overlap), (2) the running max / sum recurrence, giving each key's factors, (3) the f16 value
+ * accumulator, lanes over d kept in registers across keys. simd 2: AVX-512 for (1) and (3). */
+static MKC_AVX2 void attn_one_chunk_avx2(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                                         size_t kv_row, int n, int Dh, float scale, float *work, int simd) {
+  float *qf = work + Dh, *sc = qf + Dh, *ms = sc + n; /* the layout of mkc_attn_one_chunk_work */
+  uint8_t *fl = (uint8_t *)(ms + n);
+  for (int d = 0; d < Dh; d++) qf[d] = f16_to_f32(f32_to_f16(q[d]));
+  const int z = simd >= 2 && mkc_lanes == 16;
+  for (int s = 0; s < n; s++) {
+    const uint16_t *kr = k + (size_t)s * kv_row;
+    if (s + MKC_PF < n) prefetch_row(kr + MKC_PF * kv_row, 2 * Dh);
+    const float x = z ? dot_f16_512(qf, kr, Dh) : dot_f16_avx2(qf, kr, Dh);
+    sc[s] = x * scale;
+  }
+  const float S = softmax_factors(sc, ms, fl, n);
   const float inv = S == 0 ? 0.0f : 1.0f / S;
-  for (int d = 0; d < Dh; d++) out[d] = acc[d] * inv;
+  int d = 0;
+  if (simd >= 2)
+    for (; d + 16 <= Dh; d += 128) {
+      const int nb = (Dh - d) / 16 < 8 ? (Dh - d) / 16 : 8;
+      vacc_512_any(out + d, v + d, kv_row, n, sc, ms, fl, inv, nb);
+      if (nb < 8) { d += 16 * nb; break; }
+    }
+  for (; d + 8 <= Dh; d += 64) {
+    const int nb = (Dh - d) / 8 < 8 ? (Dh - d) / 8 : 8;
+    vacc_avx2_any(out + d, v + d, kv_row, n, sc, ms, fl, inv, nb);
+    if (nb < 8) { d += 8 * nb; break; }
+  }
+  for (; d < Dh; d++) {
+    float a = 0;
+    for (int s = 0; s < n; s++) {
+      if (fl[s]) a = round16(a * ms[s]);
+      a = round16(fmaf(f16_to_f32(v[(size_t)s * kv_row + d]), sc[s], a));
+    }
+    out[d] = a * inv;
+  }
 }
 
 /* 8 keys' f16 values at d .. d+7 -> 8 vectors, vector i = element d+i of keys 0..7 */
@@ -794,15 +913,18 @@ static MKC_AVX2 void attn_tiled_avx2(float *out, const float *q, const uint16_t 
 }
 #endif
 
+/* work of the one-chunk kernels: acc [Dh] and q16 or qf [Dh], sc [n], ms [n], fl [n] bytes */
+size_t mkc_attn_one_chunk_work(int n, int Dh) { return 2 * (size_t)Dh + 2 * (size_t)n + ((size_t)n + 3) / 4; }
+
 void mkc_attn_one_chunk(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
-                        int Dh, float scale, float *acc, uint16_t *q16, int simd) {
+                        int Dh, float scale, float *work, int simd) {
 #ifdef MKC_HAVE_AVX2
   if (simd) {
-    attn_one_chunk_avx2(out, q, k, v, kv_row, n, Dh, scale, acc, q16);
+    attn_one_chunk_avx2(out, q, k, v, kv_row, n, Dh, scale, work, simd);
     return;
   }
 #endif
-  attn_one_chunk_scalar(out, q, k, v, kv_row, n, Dh, scale, acc, q16);
+  attn_one_chunk_scalar(out, q, k, v, kv_row, n, Dh, scale, work, (uint16_t *)(work + Dh));
 }
 
 void mkc_attn_tiled(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,

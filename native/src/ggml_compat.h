@@ -15,9 +15,11 @@ float mkc_dot_f32(const float *w, const float *x, int K, int sgemm);
 float mkc_dot_f32_scalar(const float *w, const float *x, int K, int sgemm); /* the reference of mkc_dot_f32 */
 int mkc_f32_sgemm(int N, int K, int T);
 /* ggml's flash-attention rows; simd: 0 scalar (the reference), 1 AVX2+FMA+F16C, 2 AVX-512 (caller checks
- * the CPU). Every level gives bit-identical results. */
+ * the CPU). Every level gives bit-identical results. mkc_attn_one_chunk's work holds
+ * mkc_attn_one_chunk_work(n, Dh) floats. */
+size_t mkc_attn_one_chunk_work(int n, int Dh);
 void mkc_attn_one_chunk(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
-                        int Dh, float scale, float *acc, uint16_t *q16, int simd);
+                        int Dh, float scale, float *work, int simd);
 void mkc_attn_tiled(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
                     int Dh, float scale, float *acc, int simd);
 /* Q4_K weights as llama.cpp's repacked x86 kernels compute them (see ggml_compat.c) */

@@ -558,7 +558,7 @@ typedef struct {
   const uint16_t *k, *v;
   int T, pos0, H, Hkv, Dh;
   float scale;
-  float *work; /* per thread: acc [Dh] + q16 [Dh] */
+  float *work; /* per thread: mkc_attn_one_chunk_work of the longest row (tiled: acc [Dh]) */
   size_t work_floats;
   _Atomic int next;
 } attn_job;
@@ -567,8 +567,7 @@ static void attn_task(void *vp, int ith, int nth) {
   (void)nth;
   attn_job *j = vp;
   const int f16acc = j->T < ATTN_F16_MAX_T;
-  float *acc = j->work + (size_t)ith * j->work_floats;
-  uint16_t *q16 = (uint16_t *)(acc + j->Dh);
+  float *work = j->work + (size_t)ith * j->work_floats;
   const int group = j->H / j->Hkv, Dh = j->Dh;
   const size_t kv_row = (size_t)j->Hkv * Dh;
   for (int it; (it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->T * j->H;) {
@@ -577,15 +576,16 @@ static void attn_task(void *vp, int ith, int nth) {
     const float *q = j->q + ((size_t)t * j->H + h) * Dh;
     float *o = j->out + ((size_t)t * j->H + h) * Dh;
     const uint16_t *k = j->k + (size_t)hk * Dh, *v = j->v + (size_t)hk * Dh;
-    if (f16acc) mkc_attn_one_chunk(o, q, k, v, kv_row, n, Dh, j->scale, acc, q16, use_simd);
-    else mkc_attn_tiled(o, q, k, v, kv_row, n, Dh, j->scale, acc, use_simd);
+    if (f16acc) mkc_attn_one_chunk(o, q, k, v, kv_row, n, Dh, j->scale, work, use_simd);
+    else mkc_attn_tiled(o, q, k, v, kv_row, n, Dh, j->scale, work, use_simd);
   }
 }
 
 void mk_attention(float *out, const float *q, const uint16_t *k, const uint16_t *v, int T, int pos0, int H,
                   int Hkv, int Dh, float scale, int nth) {
   attn_job j = {out, q, k, v, T, pos0, H, Hkv, Dh, scale, NULL, 0, 0};
-  j.work_floats = align64(sizeof(float) * (size_t)Dh * 2) / sizeof(float);
+  const size_t wf = T < ATTN_F16_MAX_T ? mkc_attn_one_chunk_work(pos0 + T, Dh) : (size_t)Dh;
+  j.work_floats = align64(sizeof(float) * wf) / sizeof(float);
   const int n = imin(nth, T * H);
   j.work = scratch(sizeof(float) * j.work_floats * (size_t)(n < 1 ? 1 : n));
   atomic_init(&j.next, 0);

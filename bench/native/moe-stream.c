@@ -1,0 +1,91 @@
+/* A MoE decode step (olmoe shape: E=64, top-8, D=2048, F=1024, T=1) from DRAM, against the bandwidth the same
+ * bytes allow: per round, mk_moe_ffn over one of 6 layers with 8 random experts, then a plain read of the
+ * same experts' matrices of another layer (the "same-bytes probe"), then mk_read_probe over a 512 MiB buffer.
+ * Prints the medians of 200 rounds. Usage: moe-stream [threads] [gate/up type] [down type]
+ * (types: 140 Q4_K repacked by 16 (default), 141 Q8_0 repacked, 14 Q6_K as stored) */
+#define _GNU_SOURCE
+#include <immintrin.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common.h"
+#include "ops.h"
+#include "pool.h"
+
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+static int cmpd(const void *a, const void *b) { const double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
+static uint32_t rs = 7;
+static uint32_t rnd(void) { rs = rs * 1664525u + 1013904223u; return rs >> 8; }
+/* page-aligned random bytes, every 16-bit word's top bits cleared (finite f16 scales) */
+static uint8_t *rbuf(size_t n) {
+  uint8_t *p = aligned_alloc(4096, (n + 4095) & ~(size_t)4095);
+  for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(rnd() >> 16);
+  for (size_t i = 1; i < n; i += 2) p[i] &= 0x3b;
+  return p;
+}
+static size_t row_bytes(int type, int K) { return type == 14 ? 210 * (size_t)K / 256 : type == 141 ? 34 * (size_t)K / 32 : 144 * (size_t)K / 256; }
+
+typedef struct { const uint8_t *p[24]; size_t n[24]; int cnt; _Atomic int next; uint64_t sum[256]; } same_bytes;
+__attribute__((target("avx512f"))) static void same_bytes_task(void *v, int ith, int nth) {
+  (void)nth;
+  same_bytes *j = v;
+  __m512i acc = _mm512_setzero_si512();
+  for (int it; (it = atomic_fetch_add(&j->next, 1)) < j->cnt;)
+    for (size_t i = 0; i < j->n[it]; i += 64) acc = _mm512_add_epi64(acc, _mm512_load_si512(j->p[it] + i));
+  j->sum[ith] = (uint64_t)_mm512_reduce_add_epi64(acc);
+}
+
+int main(int argc, char **argv) {
+  const int nth = argc > 1 ? atoi(argv[1]) : 2, gt = argc > 2 ? atoi(argv[2]) : T_Q4_K_R16, dt = argc > 3 ? atoi(argv[3]) : gt;
+  enum { E = 64, K = 8, D = 2048, F = 1024, L = 6, R = 200 };
+  mk_ops_init();
+  mk_pool_resize(nth);
+  const size_t ge = row_bytes(gt, D) * F, de = row_bytes(dt, F) * D, active = K * (2 * ge + de);
+  uint8_t *g[L], *u[L], *d[L];
+  for (int l = 0; l < L; l++) g[l] = rbuf(ge * E), u[l] = rbuf(ge * E), d[l] = rbuf(de * E);
+  const size_t big_n = (size_t)512 << 20;
+  uint8_t *big = rbuf(big_n);
+  float x[D], out[D], w[K];
+  for (int i = 0; i < D; i++) x[i] = cosf((float)i);
+  for (int i = 0; i < K; i++) w[i] = 1.0f / K;
+  int32_t ids[K];
+  double tm[R], tp[R], tb[R];
+  for (int r = 0; r < R; r++) {
+    for (int k = 0; k < K; k++) {
+      int dup;
+      do {
+        ids[k] = (int32_t)(rnd() % E);
+        dup = 0;
+        for (int q = 0; q < k; q++) dup |= ids[q] == ids[k];
+      } while (dup);
+    }
+    const int l = r % L, l2 = (r + 3) % L;
+    mk_moe_args a = {out, x, g[l], u[l], d[l], gt, gt, dt, ids, w, 1, K, E, F, D};
+    double t0 = now();
+    mk_moe_ffn(&a, nth);
+    tm[r] = now() - t0;
+    same_bytes sb;
+    memset(&sb, 0, sizeof sb);
+    for (int k = 0; k < K; k++) {
+      sb.p[sb.cnt] = g[l2] + ids[k] * ge, sb.n[sb.cnt++] = ge;
+      sb.p[sb.cnt] = u[l2] + ids[k] * ge, sb.n[sb.cnt++] = ge;
+      sb.p[sb.cnt] = d[l2] + ids[k] * de, sb.n[sb.cnt++] = de;
+    }
+    t0 = now();
+    mk_pool_run(same_bytes_task, &sb, nth);
+    tp[r] = now() - t0;
+    t0 = now();
+    mk_read_probe(big, big_n, nth);
+    tb[r] = now() - t0;
+  }
+  qsort(tm, R, sizeof(double), cmpd);
+  qsort(tp, R, sizeof(double), cmpd);
+  qsort(tb, R, sizeof(double), cmpd);
+  printf("types %d/%d, %d threads: moe %.3f ms %.1f GB/s | same-bytes read %.1f GB/s | 512 MiB probe %.1f GB/s\n", gt, dt, nth,
+         tm[R / 2] * 1e3, active / tm[R / 2] / 1e9, active / tp[R / 2] / 1e9, big_n / tb[R / 2] / 1e9);
+  return 0;
+}
