@@ -47,13 +47,13 @@ export interface BenchResult {
   /** mean routed experts per token and MoE layer during decode (the model's K unless steered) */
   activeExperts: number;
   roofline: {
-    /** measured read bandwidth with this many threads, bytes/s */
+    /** measured read bandwidth with this many threads, bytes/s (median of the probes) */
     bandwidth: number;
     /** weight bytes read per generated token (K active experts + dense tensors + one embedding row) */
     bytesPerToken: number;
     /** bandwidth ÷ bytesPerToken, tokens per second */
     tokPerSec: number;
-    /** median decode tok/s ÷ tokPerSec */
+    /** median over windows of PROBE_EVERY decode steps of decode tok/s ÷ (the mean of the probes around the window ÷ bytesPerToken) */
     fraction: number;
   };
 }
@@ -123,6 +123,9 @@ export function decodeBytesPerToken(spec: DecoderSpec, activeExperts?: number): 
   return bytes;
 }
 
+/** Decode steps between two bandwidth probes in `moekit bench`. */
+const PROBE_EVERY = 8;
+
 /**
  * Read bandwidth in bytes/s with `threads` threads over `bufs` (the model's own largest weight tensors,
  * already resident after the warm-up, so the probe adds nothing to RSS): median of `reps` passes.
@@ -140,17 +143,25 @@ export function probeBandwidth(threads: number, bufs: Uint8Array[], reps = 3): n
   return spread(rates).median;
 }
 
-/** The largest weight tensors of the model, up to `max` bytes in all (≥ 256 MiB: far beyond any cache). */
-function probeBuffers(spec: DecoderSpec, max = 512 << 20): Uint8Array[] {
-  const all: Uint8Array[] = [];
-  // the bytes decode reads: the repacked copy of a tensor that has one (its file pages were dropped, so
-  // reading those would time page faults, not memory)
-  for (const L of spec.layers) if (L.ffn.kind === 'moe') all.push(residentData(L.ffn.w.gateExps), residentData(L.ffn.w.upExps), residentData(L.ffn.w.downExps));
-  all.push(residentData(spec.output));
-  all.sort((a, b) => b.byteLength - a.byteLength);
+/**
+ * The weights every decode step reads (attention projections, dense and shared-expert FFNs, routers, the output
+ * matrix), largest first, up to `max` bytes (beyond the caches; 2 vCPUs may sit on two 32 MiB L3s). Only these:
+ * a probe over whole expert tensors also reads the rarely routed experts, whose pages the host of a VM may
+ * have moved away (measured here: probes of 4-6 GB/s while decode itself read 20 GB/s).
+ */
+function probeBuffers(spec: DecoderSpec, max = 256 << 20): Uint8Array[] {
+  const all: Tensor[] = [spec.output];
+  for (const L of spec.layers) {
+    all.push(L.attn.q, L.attn.k, L.attn.v, L.attn.o);
+    const f = L.ffn.kind === 'dense' ? L.ffn.w : L.ffn.w.shared;
+    if (f) all.push(f.gate, f.up, f.down);
+    if (L.ffn.kind === 'moe') all.push(L.ffn.w.router);
+  }
+  // the bytes decode reads: the repacked copy of a tensor that has one (its file pages were dropped)
+  const bufs = [...new Set(all.map(residentData))].sort((a, b) => b.byteLength - a.byteLength);
   const out: Uint8Array[] = [];
   let n = 0;
-  for (const b of all) {
+  for (const b of bufs) {
     if (n >= max) break;
     out.push(b);
     n += b.byteLength;
@@ -161,25 +172,48 @@ function probeBuffers(spec: DecoderSpec, max = 512 << 20): Uint8Array[] {
 export interface RepTimes {
   /** seconds for the whole prompt (one batch, incl. the logits of its last token) */
   promptS: number;
-  /** seconds for `n` greedy decode steps */
+  /** seconds for `n` greedy decode steps (without the probes) */
   decodeS: number;
+  /** with `probe`: decode tok/s ÷ the mean of the probes before and after, per window of `probe.every` steps */
+  windows?: number[];
 }
 
-/** One repetition on a fresh sequence: prompt as one batch, then `n` greedy single-token steps. */
-export function benchRep(model: Model, prompt: number[], n: number, hooks?: ForwardHooks): RepTimes {
+/**
+ * One repetition on a fresh sequence: prompt as one batch, then `n` greedy single-token steps. With `probe`,
+ * the bandwidth probe also runs before the first step and after every `probe.every` steps (its time is not
+ * counted), so each window of steps has a bandwidth measured around it.
+ */
+export function benchRep(model: Model, prompt: number[], n: number, hooks?: ForwardHooks, probe?: { every: number; run: () => number }): RepTimes {
   const seq = model.newSequence(prompt.length + n + 1);
   const t0 = performance.now();
   let logits = model.step([{ seq, tokens: prompt }], hooks);
   const t1 = performance.now();
-  for (let i = 0; i < n; i++) logits = model.step([{ seq, tokens: [argmax(logits)] }], hooks);
-  const t2 = performance.now();
-  return { promptS: (t1 - t0) / 1000, decodeS: (t2 - t1) / 1000 };
+  if (!probe) {
+    for (let i = 0; i < n; i++) logits = model.step([{ seq, tokens: [argmax(logits)] }], hooks);
+    return { promptS: (t1 - t0) / 1000, decodeS: (performance.now() - t1) / 1000 };
+  }
+  const windows: number[] = [];
+  let decodeMs = 0;
+  let bw = probe.run();
+  for (let i = 0; i < n; ) {
+    const steps = Math.min(probe.every, n - i);
+    const w0 = performance.now();
+    for (let j = 0; j < steps; j++) logits = model.step([{ seq, tokens: [argmax(logits)] }], hooks);
+    const ms = performance.now() - w0;
+    decodeMs += ms;
+    i += steps;
+    const after = probe.run();
+    windows.push(steps / (ms / 1000) / ((bw + after) / 2));
+    bw = after;
+  }
+  return { promptS: (t1 - t0) / 1000, decodeS: decodeMs / 1000, windows };
 }
 
 /**
- * One setting, in this process: load `path` with `threads`, warm up, then `reps` repetitions, each
- * followed by a bandwidth probe over the model's resident expert weights (so the roofline sees the same
- * machine conditions as the run; peak RSS is unaffected).
+ * One setting, in this process: load `path` with `threads`, warm up, then `reps` repetitions, with a
+ * bandwidth probe over the model's resident weights every PROBE_EVERY decode steps (so the roofline sees the
+ * same machine conditions as the run; peak RSS is unaffected). The fraction of the roofline is the median over
+ * those windows of decode tok/s × bytes per token ÷ the mean of the probes around the window.
  */
 export async function benchSetting(path: string, o: BenchSettingOptions): Promise<BenchResult> {
   const model = await loadModel(path, { threads: o.threads, ctx: o.prompt + o.gen + 1 });
@@ -193,18 +227,24 @@ export async function benchSetting(path: string, o: BenchSettingOptions): Promis
     const bufs = probeBuffers(model.decoder.spec);
     const pr: number[] = [];
     const dr: number[] = [];
+    // the probe runs every PROBE_EVERY decode steps (one read of ≥ 256 MiB of the weights decode reads every step: ~5 ms), so each window of steps
+    // (~0.2-0.5 s) has a bandwidth measured around it: the host's memory load drifts within seconds, and a
+    // roofline from probes taken apart from the decode measures the drift
     const bw: number[] = [];
+    const fr: number[] = [];
+    const probe = { every: PROBE_EVERY, run: () => { const b = probeBandwidth(o.threads, bufs, 1); bw.push(b); return b; } };
     for (let r = 0; r < o.reps; r++) {
-      const t = benchRep(model, prompt, o.gen, hooks);
+      const t = benchRep(model, prompt, o.gen, hooks, probe);
       pr.push(prompt.length / t.promptS);
       dr.push(o.gen / t.decodeS);
-      bw.push(probeBandwidth(o.threads, bufs));
+      fr.push(...t.windows!);
     }
     const decode = spread(dr);
     const bandwidth = spread(bw).median;
     const activeExperts = model.hparams.nExpert > 0 ? active.mean() : 0;
     const bytesPerToken = decodeBytesPerToken(model.decoder.spec, model.hparams.nExpert > 0 ? activeExperts : undefined);
     const tokPerSec = bandwidth / bytesPerToken;
+    const fraction = spread(fr).median * bytesPerToken;
     return {
       threads: o.threads,
       promptTokens: prompt.length,
@@ -213,7 +253,7 @@ export async function benchSetting(path: string, o: BenchSettingOptions): Promis
       decode,
       peakRss: peakRss(),
       activeExperts,
-      roofline: { bandwidth, bytesPerToken, tokPerSec, fraction: decode.median / tokPerSec },
+      roofline: { bandwidth, bytesPerToken, tokPerSec, fraction },
     };
   } finally {
     await model.close();
