@@ -646,3 +646,30 @@ test('qkPrep (QK-norm, RoPE, f16 K/V store in one call) is bit-identical to the 
   const z = new Float32Array(16);
   assert.throws(() => nb.qkPrep({ q: z, k: z, v: z, T: 1, nHead: 1, nHeadKv: 1, headDim: 16, eps: 1e-6, rope: null, kCache: new Uint16Array(16), vCache: new Uint16Array(16), cacheRow: 1 }), /cache rows/);
 });
+
+test('residentCopy copies a mapped tensor (16-row and single-row groups, 1 and 2 threads), and refuses memory that is not a file mapping', { skip }, () => {
+  const a = loadAddon();
+  const r = rng(21);
+  const dir = mkdtempSync(join(tmpdir(), 'moekit-copy-'));
+  try {
+    for (const [N, K] of [[48, 512], [37, 256]] as const) {
+      const w = weight('w', GGMLType.Q6_K, [N, K], r);
+      const file = join(dir, `w${N}.bin`);
+      writeFileSync(file, Buffer.concat([Buffer.alloc(160, 3), Buffer.from(w.data)]));
+      const view = new Uint8Array(a.mmapView(a.mmapOpen(file), 160, w.data.byteLength));
+      const rowBytes = w.data.byteLength / N;
+      for (const threads of [1, 2]) {
+        const dst = new Uint8Array(a.allocPages(w.data.byteLength));
+        assert.equal(a.residentCopy(dst, view, N, rowBytes, threads), true);
+        assert.deepEqual(dst, w.data, `N=${N} threads=${threads}`);
+      }
+      assert.deepEqual(view, w.data, 'the dropped pages read back from the file');
+      const heap = new Uint8Array(w.data.byteLength);
+      assert.equal(a.residentCopy(heap, w.data, N, rowBytes, 1), false, 'not a file mapping');
+      assert.ok(heap.every((b) => b === 0), 'nothing copied');
+      assert.throws(() => a.residentCopy(heap, view, N + 1, rowBytes, 1), /size/);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -9,6 +9,7 @@
  *   attention(out, q, kCache, vCache, T, pos0, H, Hkv, Dh, ctx, scale, threads)
  *   getRows(out, w, type, K, rows)
  *   readProbe(buf, threads) -> checksum (memory read-bandwidth probe; time it from JS)
+ *   residentCopy(dst, src, rows, rowBytes, threads) -> bool (a mapped weight into the process's memory)
  *   qkPrep(q, k, v, ...) (attention's QK-norm, RoPE and f16 K/V store: attn_prep.c)
  *   prefault(buf, write) -> bool (map the pages of buf into the process now, MADV_POPULATE_READ/WRITE)
  *   repack(dst, src, type, N, K, threads)   (Q4_K or Q8_0 rows in groups of 16 for the AVX-512 kernels)
@@ -397,6 +398,24 @@ static napi_value js_repack(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* residentCopy(dst, src, rows, rowBytes, threads) -> bool: mk_copy_resident */
+static napi_value js_resident_copy(napi_env env, napi_callback_info info) {
+  napi_value a[5], r;
+  view dst, src;
+  int rows, rb, th;
+  if (!get_args(env, info, 5, a) || !get_view(env, a[0], napi_uint8_array, &dst, "dst") ||
+      !get_view(env, a[1], napi_uint8_array, &src, "src") || !get_int(env, a[2], 1, IMAX, &rows, "rows") ||
+      !get_int(env, a[3], 1, IMAX, &rb, "rowBytes") || !get_int(env, a[4], 1, 256, &th, "threads"))
+    return NULL;
+  const size_t n = (size_t)rows * (size_t)rb;
+  if (!check(env, src.length == n && dst.length == n, "residentCopy: src/dst size does not match rows*rowBytes")) return NULL;
+  pthread_mutex_lock(&op_lock);
+  const int ok = mk_copy_resident(dst.data, src.data, rows, rb, threads_for(th));
+  pthread_mutex_unlock(&op_lock);
+  NAPI_CALL(env, napi_get_boolean(env, ok, &r));
+  return r;
+}
+
 /* ---- training kernels (train.c) ---------------------------------------------------------------- */
 
 static napi_value js_train_gemm(napi_env env, napi_callback_info info) {
@@ -516,6 +535,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"prefault", NULL, js_prefault, NULL, NULL, NULL, napi_default, NULL},
     {"qkPrep", NULL, js_qk_prep, NULL, NULL, NULL, napi_default, NULL},
     {"repack", NULL, js_repack, NULL, NULL, NULL, napi_default, NULL},
+    {"residentCopy", NULL, js_resident_copy, NULL, NULL, NULL, napi_default, NULL},
     {"mmapOpen", NULL, js_mmap_open, NULL, NULL, NULL, napi_default, NULL},
     {"mmapView", NULL, js_mmap_view, NULL, NULL, NULL, napi_default, NULL},
     {"allocPages", NULL, js_alloc_pages, NULL, NULL, NULL, napi_default, NULL},

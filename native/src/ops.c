@@ -692,6 +692,29 @@ static int read_only_file_mapping(const void *p, size_t n, int *fd, off_t *foff)
   return ok;
 }
 
+/* Runs a job whose pack, groups, K and group_bytes are set: reads the source through the page cache when it
+ * is a read-only file mapping, then gives its pages back. */
+static void repack_run(repack_job *j, int nth) {
+  const size_t pg = (size_t)sysconf(_SC_PAGESIZE), bytes = j->group_bytes * (size_t)j->groups;
+  const uintptr_t s0 = (uintptr_t)j->src, mask = ~(uintptr_t)(pg - 1);
+  const int file = read_only_file_mapping(j->src, bytes, &j->fd, &j->foff);
+  nth = imin(nth, j->groups);
+  if (j->fd >= 0 && !(j->bounce = malloc((size_t)nth * REPACK_GROUPS * j->group_bytes))) {
+    close(j->fd);
+    j->fd = -1;
+  }
+  if (j->fd < 0) mk_prefault(j->src, bytes, 0); /* one call instead of a fault per page: 2.5× faster from the mapped file */
+  mk_pool_run(repack_task, j, nth);
+  if (j->fd >= 0) {
+    close(j->fd);
+    free(j->bounce);
+  }
+  /* the source is normally the mapped model file: give its whole pages back (the copy replaces them), as
+   * llama.cpp's CPU_REPACK buffer replaces the mapped tensor */
+  const uintptr_t b = (s0 + pg - 1) & mask, e = (s0 + bytes) & mask;
+  if (e > b && file) madvise((void *)b, e - b, MADV_DONTNEED);
+}
+
 int mk_repack_r16(uint8_t *dst, const uint8_t *src, int type, int N, int K, int nth) {
   if ((type != T_Q4_K && type != T_Q8_0) || N % MK_R16 || K % (type == T_Q4_K ? QK_K : QK8_0)) return 0;
   const size_t group_bytes = mk_row_bytes(type, K) * MK_R16;
@@ -700,24 +723,21 @@ int mk_repack_r16(uint8_t *dst, const uint8_t *src, int type, int N, int K, int 
   repack_job j = {dst, src, type == T_Q4_K ? (gather ? mk_q4K_r16_pack_512 : mkc_q4K_r16_pack)
                                            : (gather ? mk_q8_0_r16_pack_512 : mkc_q8_0_r16_pack),
                   N / MK_R16, K, group_bytes, -1, 0, NULL};
-  const size_t pg = (size_t)sysconf(_SC_PAGESIZE), bytes = group_bytes * (size_t)j.groups;
-  const uintptr_t s0 = (uintptr_t)src, mask = ~(uintptr_t)(pg - 1);
-  const int file = read_only_file_mapping(src, bytes, &j.fd, &j.foff);
-  nth = imin(nth, j.groups);
-  if (j.fd >= 0 && !(j.bounce = malloc((size_t)nth * REPACK_GROUPS * group_bytes))) {
-    close(j.fd);
-    j.fd = -1;
-  }
-  if (j.fd < 0) mk_prefault(src, bytes, 0); /* one call instead of a fault per page: 2.5× faster from the mapped file */
-  mk_pool_run(repack_task, &j, nth);
-  if (j.fd >= 0) {
-    close(j.fd);
-    free(j.bounce);
-  }
-  /* the source is normally the mapped model file: give its whole pages back (the repacked copy replaces
-   * them), as llama.cpp's CPU_REPACK buffer replaces the mapped tensor */
-  const uintptr_t b = (s0 + pg - 1) & mask, e = (s0 + bytes) & mask;
-  if (e > b && file) madvise((void *)b, e - b, MADV_DONTNEED);
+  repack_run(&j, nth);
+  return 1;
+}
+
+/* groups [g0, g1) of K bytes each, as they are */
+static void copy_groups(uint8_t *dst, const uint8_t *src, int g0, int g1, int K) {
+  memcpy(dst + (size_t)g0 * (size_t)K, src + (size_t)g0 * (size_t)K, (size_t)(g1 - g0) * (size_t)K);
+}
+
+int mk_copy_resident(uint8_t *dst, const uint8_t *src, int rows, int row_bytes, int nth) {
+  if (rows < 1 || row_bytes < 1 || !read_only_file_mapping(src, (size_t)rows * (size_t)row_bytes, NULL, NULL)) return 0;
+  /* groups of 16 rows (1 when the rows do not divide): the repack's pread chunks */
+  const int per = rows % MK_R16 == 0 && (size_t)row_bytes * MK_R16 <= INT32_MAX ? MK_R16 : 1;
+  repack_job j = {dst, src, copy_groups, rows / per, row_bytes * per, (size_t)row_bytes * per, -1, 0, NULL};
+  repack_run(&j, nth);
   return 1;
 }
 

@@ -42,6 +42,10 @@ void mk_attention(float *out, const float *q, const uint16_t *k, const uint16_t 
 int mk_prefault(const void *p, size_t n, int write);
 /* Q4_K or Q8_0 [N, K] (N a multiple of 16) into T_Q4_K_R16 / T_Q8_0_R16; 0 for another type or shape. */
 int mk_repack_r16(uint8_t *dst, const uint8_t *src, int type, int N, int K, int nth);
+/* dst = src ([rows, row_bytes]), read and dropped like the repack's source: a weight moved out of the mapped
+ * file into the process's own memory, where the page cache cannot reclaim it between uses; 0 (nothing copied) for
+ * bad sizes or a source that is not a read-only file mapping. */
+int mk_copy_resident(uint8_t *dst, const uint8_t *src, int rows, int row_bytes, int nth);
 
 /* attn_prep.c: QK-norm (groups of q_group / k_group values, weights NULL = none), RoPE (cos NULL = none; tables
  * [T, half]) in place on q [T, H, Dh] and k [T, Hkv, Dh], then k and v as f16 into rows cache_row .. cache_row+T-1

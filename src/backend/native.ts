@@ -7,6 +7,7 @@
  * Exports: loadAddon(), nativeAvailable(), class NativeBackend implements Backend.
  */
 import { createRequire } from 'node:module';
+import { totalmem } from 'node:os';
 import { MAX_MATMULS, type QkPrepArgs, type AttentionArgs, type Backend, type GetRowsArgs, type MatmulArgs, type MatmulsArgs, type MoeFfnArgs } from './backend.js';
 import { GGMLType, isSupportedType, tensorBytes, typeName, type Tensor } from '../tensor.js';
 
@@ -41,6 +42,11 @@ export interface Addon {
     qNorm: Float32Array | null, kNorm: Float32Array | null, eps: number, cos: Float32Array | null, sin: Float32Array | null,
     half: number, neox: 0 | 1, kCache: Uint16Array, vCache: Uint16Array, cacheRow: number,
   ): void;
+  /**
+   * dst = src ([rows, rowBytes]) when src is a read-only file mapping, read through the page cache, whose
+   * pages then leave the process; false (nothing copied) for any other src.
+   */
+  residentCopy(dst: Uint8Array, src: Uint8Array, rows: number, rowBytes: number, threads: number): boolean;
   /** Maps every page of `buf` now (MADV_POPULATE_READ, or MADV_POPULATE_WRITE with `write`); false where the kernel cannot. */
   prefault(buf: Uint8Array, write: boolean): boolean;
   /** Reads every cache line of `buf` with `threads` threads (time it for read bandwidth); returns a checksum. */
@@ -108,41 +114,58 @@ const NATIVE_TYPES: ReadonlySet<GGMLType> = new Set([
 
 /** native/src/common.h T_Q4_K_R16 / T_Q8_0_R16: rows repacked by 16 for the AVX-512 kernels (not GGUF types). */
 const R16_TYPE: ReadonlyMap<GGMLType, number> = new Map([[GGMLType.Q4_K, 140], [GGMLType.Q8_0, 141]]);
-/** Repacked copies of Q4_K / Q8_0 weights, made on first use; weights are never written after loading. */
-const repacked = new WeakMap<Uint8Array, Uint8Array>();
-/** Weights whose pages were mapped in at first use (weightData). */
-const prefaulted = new WeakSet<Uint8Array>();
+/**
+ * The process's own copies of weights, made on first use (weights are never written after loading): Q4_K and
+ * Q8_0 repacked by 16 rows, other types of a mapped file as stored. Out of the mapping, the page cache cannot
+ * reclaim them between uses (the qwen3-30b-a3b shape in 23 GiB took ~120 page faults per decode step on its
+ * mapped Q6_K tensors).
+ */
+const resident = new WeakMap<Uint8Array, { data: Uint8Array; type: number }>();
+/** Weights that stay in their mapping (prefaulted at first use). */
+const mapped = new WeakSet<Uint8Array>();
+/** Bytes of resident copies so far; past RESIDENT_BUDGET weights stay mapped, so a model larger than memory pages instead of failing. */
+let residentBytes = 0;
+const RESIDENT_BUDGET = 0.75 * totalmem();
 
-/** The bytes a matmul of `w` reads: its repacked copy once it has one, else its own data. */
+/** The bytes a matmul of `w` reads: its resident copy once it has one, else its own data. */
 export function residentData(w: Tensor): Uint8Array {
-  return repacked.get(w.data) ?? w.data;
+  return resident.get(w.data)?.data ?? w.data;
 }
 
 /**
  * The bytes and type id the addon multiplies `w` with: Q4_K and Q8_0 tensors whose row groups (`rows` per
  * matrix: N, or F/D of an expert) are multiples of 16 go through the AVX-512 kernels in the repacked
  * layout (the same results, bit for bit), as llama.cpp repacks Q4_K at load time (its CPU_REPACK
- * buffer); everything else as stored.
+ * buffer); other tensors of a mapped file are copied as stored; everything else is used where it is.
  */
 function weightData(addon: Addon, repack: boolean, w: Tensor, rows: number, threads: number): [Uint8Array, number] {
+  const have = resident.get(w.data);
+  if (have) return [have.data, have.type];
+  if (mapped.has(w.data)) return [w.data, w.type];
   const K = w.shape[w.shape.length - 1]!;
+  const rowBytes = tensorBytes(w.type, [1, K]);
+  const N = w.data.byteLength / rowBytes;
   const r16 = R16_TYPE.get(w.type);
-  if (!repack || r16 === undefined || rows % 16 !== 0) {
-    if (!prefaulted.has(w.data)) {
-      // map the tensor's file pages in one call at first use (as llama.cpp's MAP_POPULATE does at load):
-      // otherwise each expert's first touch during decode pays a page fault per 4 KiB-64 KiB
-      addon.prefault(w.data, false);
-      prefaulted.add(w.data);
+  if (residentBytes + w.data.byteLength <= RESIDENT_BUDGET) {
+    const p = new Uint8Array(addon.allocPages(w.data.byteLength));
+    let type: number | undefined;
+    if (repack && r16 !== undefined && rows % 16 === 0) {
+      addon.repack(p, w.data, w.type, N, K, threads);
+      type = r16;
+    } else if (addon.residentCopy(p, w.data, N, rowBytes, threads)) {
+      type = w.type;
     }
-    return [w.data, w.type];
+    if (type !== undefined) {
+      resident.set(w.data, { data: p, type });
+      residentBytes += p.byteLength;
+      return [p, type];
+    }
   }
-  let p = repacked.get(w.data);
-  if (!p) {
-    p = new Uint8Array(addon.allocPages(w.data.byteLength));
-    addon.repack(p, w.data, w.type, w.data.byteLength / tensorBytes(w.type, [1, K]), K, threads);
-    repacked.set(w.data, p);
-  }
-  return [p, r16];
+  // map the tensor's pages in one call at first use (as llama.cpp's MAP_POPULATE does at load): otherwise
+  // each expert's first touch during decode pays a page fault per 4 KiB-64 KiB
+  addon.prefault(w.data, false);
+  mapped.add(w.data);
+  return [w.data, w.type];
 }
 
 function fail(msg: string): never {
