@@ -1,8 +1,9 @@
 /* A MoE decode step (olmoe shape: E=64, top-8, D=2048, F=1024, T=1) from DRAM, against the bandwidth the same
  * bytes allow: per round, mk_moe_ffn over one of 6 layers with 8 random experts, then a plain read of the
  * same experts' matrices of another layer (the "same-bytes probe"), then mk_read_probe over a 512 MiB buffer.
- * Prints the medians of 200 rounds. Usage: moe-stream [threads] [gate/up type] [down type]
- * (types: 140 Q4_K repacked by 16 (default), 141 Q8_0 repacked, 14 Q6_K as stored) */
+ * Prints the medians of 200 rounds. Usage: moe-stream [threads] [gate/up type] [down type] [offset]
+ * (types: 140 Q4_K repacked by 16 (default), 141 Q8_0 repacked, 14 Q6_K as stored; offset: bytes past a page
+ * boundary where the weights start, e.g. 16 as in V8's large ArrayBuffers; default 0) */
 #define _GNU_SOURCE
 #include <immintrin.h>
 #include <math.h>
@@ -20,9 +21,10 @@ static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
 static int cmpd(const void *a, const void *b) { const double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 static uint32_t rs = 7;
 static uint32_t rnd(void) { rs = rs * 1664525u + 1013904223u; return rs >> 8; }
-/* page-aligned random bytes, every 16-bit word's top bits cleared (finite f16 scales) */
+static size_t offset;
+/* random bytes `offset` past a page boundary, every 16-bit word's top bits cleared (finite f16 scales) */
 static uint8_t *rbuf(size_t n) {
-  uint8_t *p = aligned_alloc(4096, (n + 4095) & ~(size_t)4095);
+  uint8_t *p = (uint8_t *)aligned_alloc(4096, (n + offset + 4095) & ~(size_t)4095) + offset;
   for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(rnd() >> 16);
   for (size_t i = 1; i < n; i += 2) p[i] &= 0x3b;
   return p;
@@ -35,12 +37,13 @@ __attribute__((target("avx512f"))) static void same_bytes_task(void *v, int ith,
   same_bytes *j = v;
   __m512i acc = _mm512_setzero_si512();
   for (int it; (it = atomic_fetch_add(&j->next, 1)) < j->cnt;)
-    for (size_t i = 0; i < j->n[it]; i += 64) acc = _mm512_add_epi64(acc, _mm512_load_si512(j->p[it] + i));
+    for (size_t i = 0; i < j->n[it]; i += 64) acc = _mm512_add_epi64(acc, _mm512_loadu_si512(j->p[it] + i));
   j->sum[ith] = (uint64_t)_mm512_reduce_add_epi64(acc);
 }
 
 int main(int argc, char **argv) {
   const int nth = argc > 1 ? atoi(argv[1]) : 2, gt = argc > 2 ? atoi(argv[2]) : T_Q4_K_R16, dt = argc > 3 ? atoi(argv[3]) : gt;
+  offset = argc > 4 ? (size_t)atoi(argv[4]) : 0;
   enum { E = 64, K = 8, D = 2048, F = 1024, L = 6, R = 200 };
   mk_ops_init();
   mk_pool_resize(nth);
@@ -48,7 +51,10 @@ int main(int argc, char **argv) {
   uint8_t *g[L], *u[L], *d[L];
   for (int l = 0; l < L; l++) g[l] = rbuf(ge * E), u[l] = rbuf(ge * E), d[l] = rbuf(de * E);
   const size_t big_n = (size_t)512 << 20;
+  const size_t off = offset;
+  offset = 0; /* the sequential read's buffer stays aligned */
   uint8_t *big = rbuf(big_n);
+  offset = off;
   float x[D], out[D], w[K];
   for (int i = 0; i < D; i++) x[i] = cosf((float)i);
   for (int i = 0; i < K; i++) w[i] = 1.0f / K;
@@ -85,7 +91,7 @@ int main(int argc, char **argv) {
   qsort(tm, R, sizeof(double), cmpd);
   qsort(tp, R, sizeof(double), cmpd);
   qsort(tb, R, sizeof(double), cmpd);
-  printf("types %d/%d, %d threads: moe %.3f ms %.1f GB/s | same-bytes read %.1f GB/s | 512 MiB probe %.1f GB/s\n", gt, dt, nth,
+  printf("types %d/%d, %d threads, offset %zu: moe %.3f ms %.1f GB/s | same-bytes read %.1f GB/s | 512 MiB probe %.1f GB/s\n", gt, dt, nth, offset,
          tm[R / 2] * 1e3, active / tm[R / 2] / 1e9, active / tp[R / 2] / 1e9, big_n / tb[R / 2] / 1e9);
   return 0;
 }
