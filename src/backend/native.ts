@@ -126,6 +126,10 @@ const mapped = new WeakSet<Uint8Array>();
 /** Bytes of resident copies so far; past RESIDENT_BUDGET weights stay mapped, so a model larger than memory pages instead of failing. */
 let residentBytes = 0;
 const RESIDENT_BUDGET = 0.75 * totalmem();
+/** a copy's bytes leave the count when its model is collected (tests and servers load many models) */
+const residentFreed = new FinalizationRegistry<number>((n) => {
+  residentBytes -= n;
+});
 
 /** The bytes a matmul of `w` reads: its resident copy once it has one, else its own data. */
 export function residentData(w: Tensor): Uint8Array {
@@ -158,6 +162,7 @@ function weightData(addon: Addon, repack: boolean, w: Tensor, rows: number, thre
     if (type !== undefined) {
       resident.set(w.data, { data: p, type });
       residentBytes += p.byteLength;
+      residentFreed.register(p, p.byteLength);
       return [p, type];
     }
   }
