@@ -21,9 +21,8 @@ const be = model.decoder.be as unknown as Record<string, (a: never) => unknown>;
 const V = model.decoder.V;
 const samples = new Map<string, number[]>();
 /** TypeScript time before each kind of call: since the previous backend call returned */
-const gaps = new Map<string, number>();
+const gaps = new Map<string, number[]>();
 let lastEnd = -1;
-const gapSamples = new Map<string, number[]>();
 for (const m of ['matmul', 'matmuls', 'moeFfn', 'attention', 'getRows'] as const satisfies readonly (keyof Backend)[]) {
   const f = be[m]!.bind(be);
   be[m] = ((a: { w?: { shape: number[] }; down?: { type: number }; outs?: unknown[] }) => {
@@ -33,7 +32,7 @@ for (const m of ['matmul', 'matmuls', 'moeFfn', 'attention', 'getRows'] as const
     const key =
       m === 'matmul' && a.w?.shape[0] === V ? 'matmul (output)' : m === 'moeFfn' ? `moeFfn (down ${typeName(a.down!.type)})` : m === 'matmuls' ? `matmuls (${a.outs!.length})` : m;
     (samples.get(key) ?? samples.set(key, []).get(key)!).push(t1 - t0);
-    if (lastEnd >= 0) { gaps.set(key, (gaps.get(key) ?? 0) + t0 - lastEnd); (gapSamples.get(key) ?? gapSamples.set(key, []).get(key)!).push(t0 - lastEnd); }
+    if (lastEnd >= 0) (gaps.get(key) ?? gaps.set(key, []).get(key)!).push(t0 - lastEnd);
     lastEnd = t1;
     return r;
   }) as never;
@@ -43,7 +42,6 @@ const seq = model.newSequence(prompt.length + n + 1);
 let logits = model.step([{ seq, tokens: prompt }]);
 samples.clear();
 gaps.clear();
-gapSamples.clear();
 const ru0 = process.resourceUsage();
 const t0 = performance.now();
 let stepTail = 0;
@@ -64,7 +62,7 @@ for (const [k, xs] of [...samples].sort((a, b) => b[1].reduce((s, x) => s + x, 0
   console.log(`${k.padEnd(22)} ${sum.toFixed(3)} ms/token (${((100 * sum) / total).toFixed(1)}%)  per call median ${q[q.length >> 1]!.toFixed(3)} p90 ${q[Math.floor(q.length * 0.9)]!.toFixed(3)} ms, ${xs.length} calls`);
 }
 console.log(`TypeScript between calls ${(total - inBackend).toFixed(3)} ms/token (${((100 * (total - inBackend)) / total).toFixed(1)}%); step ${total.toFixed(3)} ms`);
-console.log(`  of which before each kind of call (ms/token): ${[...gaps].map(([k, v]) => `${k} ${(v / n).toFixed(3)}`).join(', ')}; after the last call ${(stepTail / n).toFixed(3)}`);
-for (const [k, xs] of gapSamples) { const q = [...xs].sort((a, b) => a - b); console.log(`  gap before ${k}: median ${(q[q.length >> 1]! * 1e3).toFixed(1)} us, p90 ${(q[Math.floor(q.length * 0.9)]! * 1e3).toFixed(1)} us, max ${(q[q.length - 1]! * 1e3).toFixed(0)} us`); }
+console.log(`  of which before each kind of call (ms/token): ${[...gaps].map(([k, xs]) => `${k} ${(xs.reduce((s, x) => s + x, 0) / n).toFixed(3)}`).join(', ')}; after the last call ${(stepTail / n).toFixed(3)}`);
+for (const [k, xs] of gaps) { const q = [...xs].sort((a, b) => a - b); console.log(`  gap before ${k}: median ${(q[q.length >> 1]! * 1e3).toFixed(1)} us, p90 ${(q[Math.floor(q.length * 0.9)]! * 1e3).toFixed(1)} us, max ${(q[q.length - 1]! * 1e3).toFixed(0)} us`); }
 console.log(`page faults minor ${ru1.minorPageFault - ru0.minorPageFault} major ${ru1.majorPageFault - ru0.majorPageFault}; context switches voluntary ${ru1.voluntaryContextSwitches - ru0.voluntaryContextSwitches} involuntary ${ru1.involuntaryContextSwitches - ru0.involuntaryContextSwitches}`);
 await model.close();

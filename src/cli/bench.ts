@@ -127,20 +127,16 @@ export function decodeBytesPerToken(spec: DecoderSpec, activeExperts?: number): 
 const PROBE_EVERY = 8;
 
 /**
- * Read bandwidth in bytes/s with `threads` threads over `bufs` (the model's own largest weight tensors,
- * already resident after the warm-up, so the probe adds nothing to RSS): median of `reps` passes.
+ * Read bandwidth in bytes/s with `threads` threads: one pass over `bufs` (weights of the model, already
+ * resident after the warm-up, so the probe adds nothing to RSS).
  */
-export function probeBandwidth(threads: number, bufs: Uint8Array[], reps = 3): number {
+export function probeBandwidth(threads: number, bufs: Uint8Array[]): number {
   const addon = loadAddon();
   if (addon.getThreads() < threads) addon.setThreads(threads);
   const bytes = bufs.reduce((n, b) => n + b.byteLength, 0);
-  const rates: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const t0 = process.hrtime.bigint();
-    for (const b of bufs) addon.readProbe(b, threads);
-    rates.push(bytes / (Number(process.hrtime.bigint() - t0) / 1e9));
-  }
-  return spread(rates).median;
+  const t0 = process.hrtime.bigint();
+  for (const b of bufs) addon.readProbe(b, threads);
+  return bytes / (Number(process.hrtime.bigint() - t0) / 1e9);
 }
 
 /**
@@ -188,25 +184,23 @@ export function benchRep(model: Model, prompt: number[], n: number, hooks?: Forw
   const t0 = performance.now();
   let logits = model.step([{ seq, tokens: prompt }], hooks);
   const t1 = performance.now();
-  if (!probe) {
-    for (let i = 0; i < n; i++) logits = model.step([{ seq, tokens: [argmax(logits)] }], hooks);
-    return { promptS: (t1 - t0) / 1000, decodeS: (performance.now() - t1) / 1000 };
-  }
   const windows: number[] = [];
   let decodeMs = 0;
-  let bw = probe.run();
+  let bw = probe?.run() ?? 0;
   for (let i = 0; i < n; ) {
-    const steps = Math.min(probe.every, n - i);
+    const steps = Math.min(probe?.every ?? n, n - i);
     const w0 = performance.now();
     for (let j = 0; j < steps; j++) logits = model.step([{ seq, tokens: [argmax(logits)] }], hooks);
     const ms = performance.now() - w0;
     decodeMs += ms;
     i += steps;
-    const after = probe.run();
-    windows.push(steps / (ms / 1000) / ((bw + after) / 2));
-    bw = after;
+    if (probe) {
+      const after = probe.run();
+      windows.push(steps / (ms / 1000) / ((bw + after) / 2));
+      bw = after;
+    }
   }
-  return { promptS: (t1 - t0) / 1000, decodeS: decodeMs / 1000, windows };
+  return { promptS: (t1 - t0) / 1000, decodeS: decodeMs / 1000, windows: probe ? windows : undefined };
 }
 
 /**
@@ -232,7 +226,7 @@ export async function benchSetting(path: string, o: BenchSettingOptions): Promis
     // roofline from probes taken apart from the decode measures the drift
     const bw: number[] = [];
     const fr: number[] = [];
-    const probe = { every: PROBE_EVERY, run: () => { const b = probeBandwidth(o.threads, bufs, 1); bw.push(b); return b; } };
+    const probe = { every: PROBE_EVERY, run: () => { const b = probeBandwidth(o.threads, bufs); bw.push(b); return b; } };
     for (let r = 0; r < o.reps; r++) {
       const t = benchRep(model, prompt, o.gen, hooks, probe);
       pr.push(prompt.length / t.promptS);
