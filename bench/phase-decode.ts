@@ -23,7 +23,7 @@ const samples = new Map<string, number[]>();
 /** TypeScript time before each kind of call: since the previous backend call returned */
 const gaps = new Map<string, number[]>();
 let lastEnd = -1;
-for (const m of ['matmul', 'matmuls', 'moeFfn', 'attention', 'getRows'] as const satisfies readonly (keyof Backend)[]) {
+for (const m of ['matmul', 'matmuls', 'moeFfn', 'attention', 'getRows', 'qkPrep'] as const satisfies readonly (keyof Backend)[]) {
   const f = be[m]!.bind(be);
   be[m] = ((a: { w?: { shape: number[] }; down?: { type: number }; outs?: unknown[] }) => {
     const t0 = performance.now();

@@ -522,6 +522,43 @@ test('getRows: native == reference for every type', { skip }, () => {
   }
 });
 
+test('getRows of a mapped table (its copy as stored) == reference, before and after a matmul repacked it (tied embeddings)', { skip }, () => {
+  const a = loadAddon();
+  const nb = new NativeBackend({ threads: 2 });
+  for (const Q of [GGMLType.Q4_K, GGMLType.Q8_0, GGMLType.Q6_K]) {
+    const r = rng(300 + Q);
+    const w = weight('token_embd.weight', Q, [48, 512], r);
+    const dir = mkdtempSync(join(tmpdir(), 'moekit-rows-'));
+    const file = join(dir, 'w.bin');
+    try {
+      writeFileSync(file, Buffer.concat([Buffer.alloc(96, 7), Buffer.from(w.data), Buffer.from(w.data)]));
+      const h = a.mmapOpen(file);
+      // two mapped tables: rows first, then a matmul (embeddings); a matmul first, then rows (tied output)
+      const rowsFirst: Tensor = { ...w, data: new Uint8Array(a.mmapView(h, 96, w.data.byteLength)) };
+      const matmulFirst: Tensor = { ...w, data: new Uint8Array(a.mmapView(h, 96 + w.data.byteLength, w.data.byteLength)) };
+      const rows = [5, 0, 47, 5, 30];
+      const want = new Float32Array(rows.length * 512);
+      ref.getRows({ out: want, w, rows });
+      const x = randn(512, r);
+      const yWant = new Float32Array(48);
+      nb.matmul({ y: yWant, x, w, T: 1 });
+      for (const t of [rowsFirst, matmulFirst]) {
+        const y = new Float32Array(48);
+        if (t === matmulFirst) nb.matmul({ y, x, w: t, T: 1 });
+        for (let rep = 0; rep < 2; rep++) {
+          const got = new Float32Array(rows.length * 512);
+          nb.getRows({ out: got, w: t, rows });
+          assert.deepEqual(got, want, `${typeName(Q)} ${t === rowsFirst ? 'rows first' : 'matmul first'} rep ${rep}`);
+        }
+        nb.matmul({ y, x, w: t, T: 1 });
+        assert.deepEqual(y, yWant, `${typeName(Q)}: the matmul of the mapped table`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+});
+
 test('validation: bad arguments throw before the native call', { skip }, () => {
   const nb = new NativeBackend({ threads: 2 });
   const r = rng(3);

@@ -173,6 +173,35 @@ function weightData(addon: Addon, repack: boolean, w: Tensor, rows: number, thre
   return [w.data, w.type];
 }
 
+/** Copies as stored of the tables getRows reads (embeddings); null: read where they are. */
+const rowCopies = new WeakMap<Uint8Array, Uint8Array | null>();
+
+/**
+ * The bytes getRows reads `w` (as stored) from. A table of a mapped file gets a copy at first use, as matmul
+ * weights do: each new token's row would otherwise fault its page in from the file (~0.1 ms; a major fault,
+ * several ms; bench/phase-decode.ts put getRows at 7% of an olmoe Q4_K_M decode step before this). A tied
+ * table's copy for the output matmul is used when it is as stored; a repacked one cannot serve rows.
+ */
+function rowData(addon: Addon, w: Tensor, threads: number): Uint8Array {
+  const have = resident.get(w.data);
+  if (have?.type === w.type) return have.data;
+  let copy = rowCopies.get(w.data);
+  if (copy === undefined) {
+    copy = null;
+    if (residentBytes + w.data.byteLength <= RESIDENT_BUDGET) {
+      const rowBytes = tensorBytes(w.type, [1, w.shape[w.shape.length - 1]!]);
+      const p = new Uint8Array(addon.allocPages(w.data.byteLength));
+      if (addon.residentCopy(p, w.data, w.data.byteLength / rowBytes, rowBytes, threads)) {
+        copy = p;
+        residentBytes += p.byteLength;
+        residentFreed.register(p, p.byteLength);
+      }
+    }
+    rowCopies.set(w.data, copy);
+  }
+  return copy ?? w.data;
+}
+
 function fail(msg: string): never {
   throw new Error(`NativeBackend: ${msg}`);
 }
@@ -313,7 +342,7 @@ export class NativeBackend implements Backend {
     }
     checkLength(`getRows ${w.name} out`, out, rows.length * K);
     if (rows.length === 0) return;
-    this.addon.getRows(out, w.data, w.type, K, idx);
+    this.addon.getRows(out, rowData(this.addon, w, this.threads), w.type, K, idx);
   }
 
   qkPrep({ q, k, v, T, nHead, nHeadKv, headDim, qNorm, kNorm, eps, rope, kCache, vCache, cacheRow }: QkPrepArgs): void {
