@@ -23,7 +23,7 @@ const samples = new Map<string, number[]>();
 /** TypeScript time before each kind of call: since the previous backend call returned */
 const gaps = new Map<string, number[]>();
 let lastEnd = -1;
-for (const m of ['matmul', 'matmuls', 'moeFfn', 'attention', 'getRows', 'qkPrep'] as const satisfies readonly (keyof Backend)[]) {
+for (const m of ['matmul', 'matmuls', 'moeFfn', 'attention', 'getRows', 'qkPrep', 'addNorm'] as const satisfies readonly (keyof Backend)[]) {
   const f = be[m]!.bind(be);
   be[m] = ((a: { w?: { shape: number[] }; down?: { type: number }; outs?: unknown[] }) => {
     const t0 = performance.now();
@@ -40,6 +40,7 @@ for (const m of ['matmul', 'matmuls', 'moeFfn', 'attention', 'getRows', 'qkPrep'
 
 const seq = model.newSequence(prompt.length + n + 1);
 let logits = model.step([{ seq, tokens: prompt }]);
+const buf = new Float32Array(logits.length);
 samples.clear();
 gaps.clear();
 const ru0 = process.resourceUsage();
@@ -47,7 +48,7 @@ const t0 = performance.now();
 let stepTail = 0;
 for (let i = 0; i < n; i++) {
   lastEnd = -1;
-  logits = model.step([{ seq, tokens: [argmax(logits)] }]);
+  logits = model.step([{ seq, tokens: [argmax(logits)] }], undefined, buf);
   stepTail += performance.now() - lastEnd;
 }
 const total = (performance.now() - t0) / n;

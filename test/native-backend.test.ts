@@ -17,7 +17,7 @@ import { ReferenceBackend } from '../src/backend/reference.js';
 import { createBackend, physicalCores } from '../src/backend/index.js';
 import { quantize } from '../src/formats/quants.js';
 import { f32ArrayToF16At, f32ToF16 } from '../src/formats/half.js';
-import { rmsNorm, ropeApply, ropeTable } from '../src/nn/ops.js';
+import { addInPlace, rmsNorm, ropeApply, ropeTable } from '../src/nn/ops.js';
 import { KVCache } from '../src/nn/kv-cache.js';
 
 const skip = nativeAvailable() ? false : 'native addon not built (npm run build:native)';
@@ -682,6 +682,24 @@ test('qkPrep (QK-norm, RoPE, f16 K/V store in one call) is bit-identical to the 
   }
   const z = new Float32Array(16);
   assert.throws(() => nb.qkPrep({ q: z, k: z, v: z, T: 1, nHead: 1, nHeadKv: 1, headDim: 16, eps: 1e-6, rope: null, kCache: new Uint16Array(16), vCache: new Uint16Array(16), cacheRow: 1 }), /cache rows/);
+});
+
+test('addNorm (residual add, then RMSNorm, in one call) is bit-identical to addInPlace then rmsNorm', { skip }, () => {
+  const nb = new NativeBackend({ threads: 1 });
+  const r = rng(8);
+  const fill = (n: number): Float32Array => new Float32Array(n).map(() => (r() - 0.5) * 10 ** Math.floor(r() * 12 - 6));
+  for (const [T, D, scale, eps] of [[1, 2048, 1, 1e-5], [3, 96, 0.22, 1e-6], [2, 7, 1.7, 1e-5], [1, 512, 1 / 3, 1e-6]] as const) {
+    const x = fill(T * D), y = fill(T * D), w = fill(D);
+    const wantX = x.slice(), wantH = new Float32Array(T * D);
+    addInPlace(wantX, y, scale);
+    rmsNorm(wantH, wantX, w, T, D, eps);
+    const h = new Float32Array(T * D);
+    nb.addNorm({ x, y, scale, out: h, w, T, eps });
+    assert.deepEqual(x, wantX, `x T=${T} D=${D} scale=${scale}`);
+    assert.deepEqual(h, wantH, `out T=${T} D=${D} scale=${scale}`);
+  }
+  const z = new Float32Array(8);
+  assert.throws(() => nb.addNorm({ x: z, y: new Float32Array(7), scale: 1, out: z.slice(), w: new Float32Array(4), T: 2, eps: 1e-5 }), /addNorm y has 7/);
 });
 
 test('residentCopy copies a mapped tensor (16-row and single-row groups, 1 and 2 threads), and refuses memory that is not a file mapping', { skip }, () => {

@@ -11,6 +11,7 @@
  *   readProbe(buf, threads) -> checksum (memory read-bandwidth probe; time it from JS)
  *   residentCopy(dst, src, rows, rowBytes, threads) -> bool (a mapped weight into the process's memory)
  *   qkPrep(q, k, v, ...) (attention's QK-norm, RoPE and f16 K/V store: attn_prep.c)
+ *   addNorm(x, y, scale, out, w, T, D, eps) (residual add, then RMSNorm: attn_prep.c)
  *   prefault(buf, write) -> bool (map the pages of buf into the process now, MADV_POPULATE_READ/WRITE)
  *   repack(dst, src, type, N, K, threads)   (Q4_K or Q8_0 rows in groups of 16 for the AVX-512 kernels)
  *   setThreads(n) -> n, getThreads(), setSimd(on | 0 scalar, 1 best, 2 AVX2 only) -> active, cpuFeatures()
@@ -360,6 +361,26 @@ static napi_value js_qk_prep(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* addNorm(x, y, scale, out, w, T, D, eps): the residual add and the next RMSNorm (attn_prep.c) */
+static napi_value js_add_norm(napi_env env, napi_callback_info info) {
+  napi_value a[8];
+  view x, y, out, w;
+  int T, D;
+  double scale, eps;
+  if (!get_args(env, info, 8, a) || !get_view(env, a[0], napi_float32_array, &x, "x") ||
+      !get_view(env, a[1], napi_float32_array, &y, "y") || napi_get_value_double(env, a[2], &scale) != napi_ok ||
+      !get_view(env, a[3], napi_float32_array, &out, "out") || !get_view(env, a[4], napi_float32_array, &w, "w") ||
+      !get_int(env, a[5], 1, IMAX, &T, "T") || !get_int(env, a[6], 1, IMAX, &D, "D") ||
+      napi_get_value_double(env, a[7], &eps) != napi_ok)
+    return NULL;
+  const size_t n = (size_t)T * D;
+  if (!check(env, x.length == n && y.length == n && out.length == n && w.length == (size_t)D,
+             "addNorm: x, y and out must have T*D elements and w D"))
+    return NULL;
+  mk_add_norm((float *)x.data, (const float *)y.data, scale, (float *)out.data, (const float *)w.data, T, D, (float)eps);
+  return NULL;
+}
+
 /* prefault(buf, write): map every page of buf now (one MADV_POPULATE_READ instead of a fault per page at
  * first touch, as llama.cpp maps its model with MAP_POPULATE; write: MADV_POPULATE_WRITE, for buffers about
  * to be written such as the KV cache); false where the kernel lacks it */
@@ -534,6 +555,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"readProbe", NULL, js_read_probe, NULL, NULL, NULL, napi_default, NULL},
     {"prefault", NULL, js_prefault, NULL, NULL, NULL, napi_default, NULL},
     {"qkPrep", NULL, js_qk_prep, NULL, NULL, NULL, napi_default, NULL},
+    {"addNorm", NULL, js_add_norm, NULL, NULL, NULL, napi_default, NULL},
     {"repack", NULL, js_repack, NULL, NULL, NULL, napi_default, NULL},
     {"residentCopy", NULL, js_resident_copy, NULL, NULL, NULL, napi_default, NULL},
     {"mmapOpen", NULL, js_mmap_open, NULL, NULL, NULL, napi_default, NULL},

@@ -53,3 +53,18 @@ void mk_qk_prep(const mk_qk_prep_args *a) {
   for (size_t i = 0; i < kn; i++) kc[i] = f32_to_f16(a->k[i]);
   for (size_t i = 0; i < kn; i++) vc[i] = f32_to_f16(a->v[i]);
 }
+
+void mk_add_norm(float *x, const float *y, double scale, float *out, const float *w, int T, int D, float eps) {
+  const size_t n = (size_t)T * D;
+  if (scale == 1) for (size_t i = 0; i < n; i++) x[i] += y[i];
+  else for (size_t i = 0; i < n; i++) x[i] += (float)((double)y[i] * scale);
+  for (int t = 0; t < T; t++) {
+    const float *v = x + (size_t)t * D;
+    float *o = out + (size_t)t * D;
+    double sum = 0;
+    for (int i = 0; i < D; i++) sum += (double)(v[i] * v[i]);
+    const float mean = (float)(sum / D);
+    const float sc = 1.0f / (float)sqrt((double)(mean + eps));
+    for (int i = 0; i < D; i++) o[i] = (v[i] * sc) * w[i];
+  }
+}

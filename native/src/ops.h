@@ -63,6 +63,9 @@ typedef struct {
   int cache_row;
 } mk_qk_prep_args;
 void mk_qk_prep(const mk_qk_prep_args *a);
+/* attn_prep.c: x[T, D] += y·scale (scale 1: plain f32 add, else y·scale rounded to f32 first), then
+ * out = rms_norm(x) ⊙ w (w [D]), as the TypeScript addInPlace and rmsNorm round */
+void mk_add_norm(float *x, const float *y, double scale, float *out, const float *w, int T, int D, float eps);
 
 /* out[n, K] = dequant(w[rows[i]]) */
 void mk_get_rows(float *out, const uint8_t *w, int type, int K, const int32_t *rows, int n);

@@ -81,6 +81,21 @@ export interface QkPrepArgs {
   cacheRow: number;
 }
 
+export interface AddNormArgs {
+  /** [T, D] residual stream, += y·scale in place */
+  x: Float32Array;
+  /** [T, D] branch output */
+  y: Float32Array;
+  /** 1: plain add; else each y·scale is rounded to f32 first (Granite residual multiplier) */
+  scale: number;
+  /** [T, D] output: RMSNorm(x) ⊙ w */
+  out: Float32Array;
+  /** [D] */
+  w: Float32Array;
+  T: number;
+  eps: number;
+}
+
 export interface AttentionArgs {
   /** [T, H, Dh] output, overwritten */
   out: Float32Array;
@@ -123,6 +138,11 @@ export interface Backend {
   attention(a: AttentionArgs): void;
   /** Optional: attention's prologue in one native call (bit-identical to the TypeScript in nn/attention.ts). */
   qkPrep?(a: QkPrepArgs): void;
+  /**
+   * Optional: the residual add and the next RMSNorm in one native call, bit-identical to nn/ops.ts
+   * addInPlace then rmsNorm (the reference and the fallback).
+   */
+  addNorm?(a: AddNormArgs): void;
   /** Embedding lookup with dequantization. */
   getRows(a: GetRowsArgs): void;
   /**

@@ -8,7 +8,7 @@
  */
 import { createRequire } from 'node:module';
 import { totalmem } from 'node:os';
-import { MAX_MATMULS, type QkPrepArgs, type AttentionArgs, type Backend, type GetRowsArgs, type MatmulArgs, type MatmulsArgs, type MoeFfnArgs } from './backend.js';
+import { MAX_MATMULS, type QkPrepArgs, type AddNormArgs, type AttentionArgs, type Backend, type GetRowsArgs, type MatmulArgs, type MatmulsArgs, type MoeFfnArgs } from './backend.js';
 import { GGMLType, isSupportedType, tensorBytes, typeName, type Tensor } from '../tensor.js';
 
 export interface MmapHandle {
@@ -42,6 +42,7 @@ export interface Addon {
     qNorm: Float32Array | null, kNorm: Float32Array | null, eps: number, cos: Float32Array | null, sin: Float32Array | null,
     half: number, neox: 0 | 1, kCache: Uint16Array, vCache: Uint16Array, cacheRow: number,
   ): void;
+  addNorm(x: Float32Array, y: Float32Array, scale: number, out: Float32Array, w: Float32Array, T: number, D: number, eps: number): void;
   /**
    * dst = src ([rows, rowBytes]) when src is a read-only file mapping, read through the page cache, whose
    * pages then leave the process; false (nothing copied) for any other src.
@@ -355,6 +356,17 @@ export class NativeBackend implements Backend {
     }
     if (rope && (2 * rope.half > headDim || rope.cos.length < T * rope.half || rope.sin.length < T * rope.half)) fail('qkPrep: rope table does not cover T rows of half ≤ headDim/2');
     this.addon.qkPrep(q, k, v, T, nHead, nHeadKv, headDim, qNorm ?? null, kNorm ?? null, eps, rope?.cos ?? null, rope?.sin ?? null, rope?.half ?? 0, rope?.neox ? 1 : 0, kCache, vCache, cacheRow);
+  }
+
+  addNorm({ x, y, scale, out, w, T, eps }: AddNormArgs): void {
+    checkCount('addNorm T', T);
+    const D = w.length;
+    checkCount('addNorm D', D);
+    checkLength('addNorm x', x, T * D);
+    checkLength('addNorm y', y, T * D);
+    checkLength('addNorm out', out, T * D);
+    if (!Number.isFinite(scale) || !Number.isFinite(eps)) fail(`addNorm: scale and eps must be finite, got ${scale}, ${eps}`);
+    this.addon.addNorm(x, y, scale, out, w, T, D, eps);
   }
 
   touchPages(buf: Uint8Array): void {

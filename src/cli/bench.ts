@@ -187,10 +187,11 @@ export function benchRep(model: Model, prompt: number[], n: number, hooks?: Forw
   const windows: number[] = [];
   let decodeMs = 0;
   let bw = probe?.run() ?? 0;
+  const buf = new Float32Array(logits.length); // as Model.generateTokens: one logits buffer for the decode steps
   for (let i = 0; i < n; ) {
     const steps = Math.min(probe?.every ?? n, n - i);
     const w0 = performance.now();
-    for (let j = 0; j < steps; j++) logits = model.step([{ seq, tokens: [argmax(logits)] }], hooks);
+    for (let j = 0; j < steps; j++) logits = model.step([{ seq, tokens: [argmax(logits)] }], hooks, buf);
     const ms = performance.now() - w0;
     decodeMs += ms;
     i += steps;

@@ -104,12 +104,12 @@ export class Decoder {
     // without an observer the routing goes no further than this pass: it can live in the workspace
     const scratchRouting = onRouting === undefined;
 
-    for (let l = 0; l < spec.layers.length; l++) {
+    const nl = spec.layers.length;
+    if (nl > 0) rmsNorm(h, x, spec.layers[0].attnNorm, T, D, spec.rmsEps);
+    for (let l = 0; l < nl; l++) {
       const L = spec.layers[l];
-      rmsNorm(h, x, L.attnNorm, T, D, spec.rmsEps);
       const a = attention(be, l, h, T, L.attn, spec.attention, segments, ws, rot);
-      addInPlace(x, a, rs);
-      rmsNorm(h, x, L.ffnNorm, T, D, spec.rmsEps);
+      this.addNorm(x, a, rs, h, L.ffnNorm, T);
       let f: Float32Array;
       if (L.ffn.kind === 'dense') f = denseFfn(be, h, T, L.ffn.w, ws);
       else {
@@ -117,7 +117,8 @@ export class Decoder {
         onRouting?.(l, r.routing, T);
         f = r.y;
       }
-      addInPlace(x, f, rs);
+      if (l + 1 < nl) this.addNorm(x, f, rs, h, spec.layers[l + 1].attnNorm, T);
+      else addInPlace(x, f, rs);
     }
     for (const s of segments) s.cache.pos += s.n;
 
@@ -128,5 +129,15 @@ export class Decoder {
     be.matmul({ y: logits, x: hr, w: spec.output, T: R });
     if (spec.logitScale !== undefined && spec.logitScale !== 1) scaleInPlace(logits, 1 / spec.logitScale);
     return logits;
+  }
+
+  /** x += y·rs, then h = RMSNorm(x) ⊙ w: one backend call where it has one, else the reference in nn/ops.ts */
+  private addNorm(x: Float32Array, y: Float32Array, rs: number, h: Float32Array, w: Float32Array, T: number): void {
+    const { be, spec, D } = this;
+    if (be.addNorm) be.addNorm({ x, y, scale: rs, out: h, w, T, eps: spec.rmsEps });
+    else {
+      addInPlace(x, y, rs);
+      rmsNorm(h, x, w, T, D, spec.rmsEps);
+    }
   }
 }
