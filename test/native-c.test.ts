@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const SRC = ['ggml_compat.c', 'kernels_scalar.c', 'kernels_avx2.c', 'kernels_avx512.c'].map((f) => join('native/src', f));
+const SRC = ['ggml_compat.c', 'kernels_scalar.c', 'kernels_avx2.c', 'kernels_avx512.c', 'attn_prep.c'].map((f) => join('native/src', f));
 const hasCc = ((): boolean => {
   try {
     execFileSync('gcc', ['--version'], { stdio: 'ignore' });
@@ -19,7 +19,7 @@ const hasCc = ((): boolean => {
   }
 })();
 
-test('AVX-512 swiglu, F32 dot and decode attention == the scalar ggml emulations, bit for bit (native/test/simd_vs_scalar.c)', { skip: hasCc ? false : 'no gcc' }, () => {
+test('AVX-512 swiglu, F32 dot, decode attention, SIMD Q8_0/Q8_K quantizers and f16 rows == the scalar code, bit for bit (native/test/simd_vs_scalar.c)', { skip: hasCc ? false : 'no gcc' }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'moekit-ctest-'));
   try {
     const exe = join(dir, 'simd_vs_scalar');

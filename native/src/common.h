@@ -68,6 +68,10 @@ static inline uint16_t f32_to_f16(float f) {
   return sign | (uint16_t)(r >> 13);                    /* carry may give inf: correct */
 }
 
+/* y[i] = f32_to_f16(x[i]) for i < n, by F16C (simd >= 1) or AVX-512 (simd >= 2) where the CPU has them
+ * (attn_prep.c; the same bits at every level). */
+void mk_f32_to_f16_row(const float *x, uint16_t *y, size_t n, int simd);
+
 static inline float bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 
 /* ggml-impl.h ggml_compute_fp32_to_bf16: round to nearest even, NaN kept quiet. */
@@ -174,6 +178,9 @@ size_t mk_row_bytes(int type, int n);
 
 /* Scalar kernels (kernels_scalar.c). */
 void mk_scalar_fill(int type, mk_type_ops *ops);
+/* The scalar activation quantizers (the reference; the SIMD ones fall back on them block by block). */
+void mk_quant_q8_0_ref(const float *x, void *y, int n);
+void mk_quant_q8_K_ref(const float *x, void *y, int n);
 /* AVX2+FMA+F16C kernels (kernels_avx2.c); returns 0 if the type has none or the build lacks x86. */
 int mk_avx2_fill(int type, mk_type_ops *ops);
 int mk_cpu_has_avx2(void);

@@ -334,16 +334,106 @@ static TGT void quant_f16_avx2(const float *x, void *vy, int n) {
   for (; i < n; i++) y[i] = f32_to_f16(x[i]);
 }
 
+/* ---- activation quantizers: the bytes of kernels_scalar.c mk_quant_q8_0_ref / mk_quant_q8_K_ref ----
+ *
+ * ggml's x86 quantize_row_q8_0 and quantize_row_q8_K_ref, block by block. A block's largest |x| is found
+ * as an unsigned compare of the sign-cleared bits: that is the order of non-negative floats, so with
+ * every |x| finite it is the value of fmaxf's running max and of the reference's first strictly larger
+ * |x|. NaN and inf sort above every finite value, so one compare with 0x7f800000 finds them: such a
+ * block, and one whose scale is not finite (127/amax overflows when amax < 2^-121), goes to the scalar
+ * code. Elements round by vcvtps2dq, round half to even under the default MXCSR as nearest_int's
+ * 1.5·2^23 addition is (the same integer for |v| < 2^22; here |v| <= 127.00004).
+ */
+#define Q_ABS(v) _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x7fffffff))
+
+static AI TGT uint32_t hmax_epu32(__m256i m) {
+  __m128i r = _mm_max_epu32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+  r = _mm_max_epu32(r, _mm_shuffle_epi32(r, 0x4e));
+  r = _mm_max_epu32(r, _mm_shuffle_epi32(r, 0xb1));
+  return (uint32_t)_mm_cvtsi128_si32(r);
+}
+
+/* 32 int32 (4 vectors, in order) -> 32 int8 in order (values within [-128, 127]) */
+static AI TGT __m256i pack_i32x32(__m256i a, __m256i b, __m256i c, __m256i d) {
+  /* packs work per 128-bit lane: dword k of the result holds 4 values of a, b, c, d, a+4, b+4, .. */
+  const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+  return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static TGT void quant_q8_0_avx2(const float *x, void *vy, int n) {
+  block_q8_0 *y = vy;
+  for (int i = 0; i < n / QK8_0; i++, x += QK8_0) {
+    __m256 v[4];
+    __m256i m = _mm256_setzero_si256();
+    for (int k = 0; k < 4; k++) {
+      v[k] = _mm256_loadu_ps(x + 8 * k);
+      m = _mm256_max_epu32(m, Q_ABS(v[k]));
+    }
+    const uint32_t ab = hmax_epu32(m);
+    const float amax = bits_f32(ab);
+    const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+    if (ab >= 0x7f800000u || f32_bits(id) >= 0x7f800000u) {
+      mk_quant_q8_0_ref(x, &y[i], QK8_0);
+      continue;
+    }
+    y[i].d = f32_to_f16(amax / 127.f);
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int k = 0; k < 4; k++) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vid));
+    _mm256_storeu_si256((__m256i *)y[i].qs, pack_i32x32(q[0], q[1], q[2], q[3]));
+  }
+}
+
+static TGT void quant_q8_K_avx2(const float *x, void *vy, int n) {
+  block_q8_K *y = vy;
+  const __m256i zero = _mm256_setzero_si256(), c127 = _mm256_set1_epi32(127), flip = _mm256_set1_epi8((char)0x80);
+  for (int i = 0; i < n / QK_K; i++, x += QK_K) {
+    __m256i m = zero;
+    for (int k = 0; k < QK_K; k += 8) m = _mm256_max_epu32(m, Q_ABS(_mm256_loadu_ps(x + k)));
+    const uint32_t ab = hmax_epu32(m);
+    if (ab == 0) { /* all ±0 */
+      memset(&y[i], 0, sizeof y[i]);
+      continue;
+    }
+    float iscale = 0;
+    if (ab < 0x7f800000u) {
+      const __m256i mb = _mm256_set1_epi32((int)ab);
+      int j = 0, hit;
+      while (!(hit = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(Q_ABS(_mm256_loadu_ps(x + j)), mb)))))
+        j += 8;
+      iscale = -127.f / x[j + __builtin_ctz((unsigned)hit)]; /* the first element of the largest |x| */
+    }
+    if (ab >= 0x7f800000u || (f32_bits(iscale) & 0x7fffffffu) >= 0x7f800000u) {
+      mk_quant_q8_K_ref(x, &y[i], QK_K);
+      continue;
+    }
+    const __m256 vs = _mm256_set1_ps(iscale);
+    for (int k = 0; k < QK_K; k += 32) {
+      __m256i q[4];
+      for (int l = 0; l < 4; l++) q[l] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(x + k + 8 * l))), c127);
+      const __m256i b = pack_i32x32(q[0], q[1], q[2], q[3]);
+      _mm256_storeu_si256((__m256i *)(y[i].qs + k), b);
+      /* bsums: vpsadbw of q + 128 sums each 8 bytes; two make a 16-element group, less 16·128 */
+      __m256i sa = _mm256_sad_epu8(_mm256_xor_si256(b, flip), zero);
+      sa = _mm256_add_epi64(sa, _mm256_srli_si256(sa, 8));
+      y[i].bsums[k / 16] = (int16_t)(_mm256_extract_epi32(sa, 0) - 2048);
+      y[i].bsums[k / 16 + 1] = (int16_t)(_mm256_extract_epi32(sa, 4) - 2048);
+    }
+    y[i].d = 1 / iscale;
+  }
+}
+#undef Q_ABS
+
 int mk_avx2_fill(int type, mk_type_ops *o) {
   switch (type) {
     case T_F32: o->dot = dot_f32; return 1;
     case T_F16: o->dot = dot_f16; o->quant_act = quant_f16_avx2; return 1;
     case T_BF16: o->dot = dot_bf16; return 1;
-    case T_Q8_0: o->dot = dot_q8_0; return 1;
-    case T_Q4_0: o->dot = dot_q4_0; return 1;
-    case T_Q4_K: o->dot = dot_q4_K; return 1;
-    case T_Q5_K: o->dot = dot_q5_K; return 1;
-    case T_Q6_K: o->dot = dot_q6_K; o->dot_tile = tile_q6_K; return 1;
+    case T_Q8_0: o->dot = dot_q8_0; o->quant_act = quant_q8_0_avx2; return 1;
+    case T_Q4_0: o->dot = dot_q4_0; o->quant_act = quant_q8_0_avx2; return 1;
+    case T_Q4_K: o->dot = dot_q4_K; o->quant_act = quant_q8_K_avx2; return 1;
+    case T_Q5_K: o->dot = dot_q5_K; o->quant_act = quant_q8_K_avx2; return 1;
+    case T_Q6_K: o->dot = dot_q6_K; o->dot_tile = tile_q6_K; o->quant_act = quant_q8_K_avx2; return 1;
     default: return 0;
   }
 }

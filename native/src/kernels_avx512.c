@@ -423,12 +423,95 @@ TGT5 void mk_q4K_r16_pack_512(uint8_t *dst, const uint8_t *src, int g0, int g1, 
     }
 }
 
+/* ---- activation quantizers: the bytes of kernels_scalar.c mk_quant_q8_0_ref / mk_quant_q8_K_ref ----
+ *
+ * ggml's x86 quantize_row_q8_0 and quantize_row_q8_K_ref, as kernels_avx2.c quant_q8_0_avx2 /
+ * quant_q8_K_avx2 do them (see there: the largest |x| by an unsigned compare of the sign-cleared bits,
+ * the scalar code for a block with NaN, inf or a scale that is not finite), on 16 lanes. vcvtps2dq
+ * rounds half to even by its embedded rounding, vpmovdb narrows by truncation as the (int8_t) cast.
+ */
+#define Q_ABS5(v) _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff))
+#define Q_RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+
+static TGT5 void quant_q8_0_512(const float *x, void *vy, int n) {
+  block_q8_0 *y = vy;
+  for (int i = 0; i < n / QK8_0; i++, x += QK8_0) {
+    const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    const uint32_t ab = (uint32_t)_mm512_reduce_max_epu32(_mm512_max_epu32(Q_ABS5(v0), Q_ABS5(v1)));
+    const float amax = bits_f32(ab);
+    const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+    if (ab >= 0x7f800000u || f32_bits(id) >= 0x7f800000u) {
+      mk_quant_q8_0_ref(x, &y[i], QK8_0);
+      continue;
+    }
+    y[i].d = f32_to_f16(amax / 127.f);
+    const __m512 vid = _mm512_set1_ps(id);
+    const __m128i q0 = _mm512_cvtepi32_epi8(_mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, vid), Q_RNE));
+    const __m128i q1 = _mm512_cvtepi32_epi8(_mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, vid), Q_RNE));
+    _mm256_storeu_si256((__m256i *)y[i].qs, _mm256_inserti128_si256(_mm256_castsi128_si256(q0), q1, 1));
+  }
+}
+
+static TGT5 void quant_q8_K_512(const float *x, void *vy, int n) {
+  block_q8_K *y = vy;
+  const __m512i zero = _mm512_setzero_si512(), c127 = _mm512_set1_epi32(127), flip = _mm512_set1_epi8((char)0x80);
+  /* bsums: group 4g + l comes out at word 4l + {0, 2, 1, 3}[g] (see below) */
+  const __m512i bs_idx = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15);
+  for (int i = 0; i < n / QK_K; i++, x += QK_K) {
+    __m512i m = zero;
+    for (int k = 0; k < QK_K; k += 16) m = _mm512_max_epu32(m, Q_ABS5(_mm512_loadu_ps(x + k)));
+    const uint32_t ab = (uint32_t)_mm512_reduce_max_epu32(m);
+    if (ab == 0) { /* all ±0 */
+      memset(&y[i], 0, sizeof y[i]);
+      continue;
+    }
+    float iscale = 0;
+    if (ab < 0x7f800000u) {
+      const __m512i mb = _mm512_set1_epi32((int)ab);
+      int j = 0;
+      __mmask16 hit;
+      while (!(hit = _mm512_cmpeq_epi32_mask(Q_ABS5(_mm512_loadu_ps(x + j)), mb))) j += 16;
+      iscale = -127.f / x[j + __builtin_ctz((unsigned)hit)]; /* the first element of the largest |x| */
+    }
+    if (ab >= 0x7f800000u || (f32_bits(iscale) & 0x7fffffffu) >= 0x7f800000u) {
+      mk_quant_q8_K_ref(x, &y[i], QK_K);
+      continue;
+    }
+    const __m512 vs = _mm512_set1_ps(iscale);
+    __m512i sad[4];
+    for (int g = 0; g < 4; g++) { /* 64 elements: groups 4g .. 4g+3 of 16, one per 128-bit lane */
+      __m128i q[4];
+      for (int l = 0; l < 4; l++) {
+        const __m512 v = _mm512_mul_ps(vs, _mm512_loadu_ps(x + 64 * g + 16 * l));
+        q[l] = _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_cvt_roundps_epi32(v, Q_RNE), c127));
+      }
+      __m512i b = _mm512_castsi128_si512(q[0]);
+      b = _mm512_inserti32x4(b, q[1], 1);
+      b = _mm512_inserti32x4(b, q[2], 2);
+      b = _mm512_inserti32x4(b, q[3], 3);
+      _mm512_storeu_si512(y[i].qs + 64 * g, b);
+      sad[g] = _mm512_sad_epu8(_mm512_xor_si512(b, flip), zero); /* Σ (q + 128) of each 8 bytes */
+    }
+    /* lane l of t01: group sums [4·0+l, 4·1+l] (u64); of t23: [4·2+l, 4·3+l]; u: dwords [0+l, 8+l, 4+l, 12+l] */
+    const __m512i t01 = _mm512_add_epi64(_mm512_unpacklo_epi64(sad[0], sad[1]), _mm512_unpackhi_epi64(sad[0], sad[1]));
+    const __m512i t23 = _mm512_add_epi64(_mm512_unpacklo_epi64(sad[2], sad[3]), _mm512_unpackhi_epi64(sad[2], sad[3]));
+    const __m512i u = _mm512_sub_epi32(_mm512_or_si512(t01, _mm512_slli_epi64(t23, 32)), _mm512_set1_epi32(16 * 128));
+    _mm256_storeu_si256((__m256i *)y[i].bsums, _mm512_cvtepi32_epi16(_mm512_permutexvar_epi32(bs_idx, u)));
+    y[i].d = 1 / iscale;
+  }
+}
+#undef Q_ABS5
+#undef Q_RNE
+
 int mk_avx512_fill(int type, mk_type_ops *o) {
   switch (type) {
-    case T_Q8_0: o->dot = dot_q8_0_512; o->dot_tile = tile_q8_0; return 1;
+    case T_Q8_0: o->dot = dot_q8_0_512; o->dot_tile = tile_q8_0; o->quant_act = quant_q8_0_512; return 1;
+    case T_Q4_0: o->quant_act = quant_q8_0_512; return 1;
+    case T_Q4_K: case T_Q5_K: o->quant_act = quant_q8_K_512; return 1;
     case T_Q6_K:
-      if (!o->dot_tile) return 0;
-      o->dot_tile = tile_q6_K_512; return 1;
+      o->quant_act = quant_q8_K_512;
+      if (o->dot_tile) o->dot_tile = tile_q6_K_512;
+      return 1;
     default: return 0;
   }
 }

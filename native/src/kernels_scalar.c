@@ -44,7 +44,7 @@ static void quant_bf16(const float *x, void *vy, int n) {
  * multiplier 127/amax, round half to even. (The portable _ref variant uses 1/d and roundf;
  * we follow the x86 variant so results equal llama.cpp on the machines we target.)
  */
-static void quant_q8_0(const float *x, void *vy, int n) {
+void mk_quant_q8_0_ref(const float *x, void *vy, int n) {
   block_q8_0 *y = vy;
   for (int i = 0; i < n / QK8_0; i++, x += QK8_0) {
     float amax = 0;
@@ -56,7 +56,7 @@ static void quant_q8_0(const float *x, void *vy, int n) {
 }
 
 /* f32 -> Q8_K (ggml-quants.c quantize_row_q8_K_ref; also what x86 uses). */
-static void quant_q8_K(const float *x, void *vy, int n) {
+void mk_quant_q8_K_ref(const float *x, void *vy, int n) {
   block_q8_K *y = vy;
   for (int i = 0; i < n / QK_K; i++, x += QK_K) {
     float max = 0, amax = 0;
@@ -313,11 +313,11 @@ void mk_scalar_fill(int type, mk_type_ops *o) {
     case T_F32: *o = (mk_type_ops){type, T_F32, 1, 4, dot_f32, quant_f32, dequant_f32}; break;
     case T_F16: *o = (mk_type_ops){type, T_F16, 1, 2, dot_f16, quant_f16, dequant_f16}; break;
     case T_BF16: *o = (mk_type_ops){type, T_BF16, 1, 2, dot_bf16, quant_bf16, dequant_bf16}; break;
-    case T_Q8_0: *o = (mk_type_ops){type, T_Q8_0, 32, 34, dot_q8_0, quant_q8_0, dequant_q8_0}; break;
-    case T_Q4_0: *o = (mk_type_ops){type, T_Q8_0, 32, 18, dot_q4_0, quant_q8_0, dequant_q4_0}; break;
-    case T_Q4_K: *o = (mk_type_ops){type, T_Q8_K, 256, 144, dot_q4_K, quant_q8_K, dequant_q4_K}; break;
-    case T_Q5_K: *o = (mk_type_ops){type, T_Q8_K, 256, 176, dot_q5_K, quant_q8_K, dequant_q5_K}; break;
-    case T_Q6_K: *o = (mk_type_ops){type, T_Q8_K, 256, 210, dot_q6_K, quant_q8_K, dequant_q6_K}; break;
+    case T_Q8_0: *o = (mk_type_ops){type, T_Q8_0, 32, 34, dot_q8_0, mk_quant_q8_0_ref, dequant_q8_0}; break;
+    case T_Q4_0: *o = (mk_type_ops){type, T_Q8_0, 32, 18, dot_q4_0, mk_quant_q8_0_ref, dequant_q4_0}; break;
+    case T_Q4_K: *o = (mk_type_ops){type, T_Q8_K, 256, 144, dot_q4_K, mk_quant_q8_K_ref, dequant_q4_K}; break;
+    case T_Q5_K: *o = (mk_type_ops){type, T_Q8_K, 256, 176, dot_q5_K, mk_quant_q8_K_ref, dequant_q5_K}; break;
+    case T_Q6_K: *o = (mk_type_ops){type, T_Q8_K, 256, 210, dot_q6_K, mk_quant_q8_K_ref, dequant_q6_K}; break;
     default: o->type = -1; break;
   }
 }

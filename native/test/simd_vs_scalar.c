@@ -4,7 +4,12 @@
  *    range, and runs that start and end off the 16-lane grid;
  *  - mkc_dot_f32 == mkc_dot_f32_scalar (ggml_vec_dot_f32 and tinyBLAS lanes) for K = 1 .. 300, 2048, 4096;
  *  - mkc_attn_one_chunk at simd 1 and 2 == simd 0 (ggml lanes 8 and 16) over random Dh, n, row strides,
- *    including ties with the running max, a max that rises at every key, f16 overflow to inf and NaN.
+ *    including ties with the running max, a max that rises at every key, f16 overflow to inf and NaN;
+ *  - the AVX2 and AVX-512 activation quantizers (Q8_0, Q8_K) == kernels_scalar.c's, byte for byte, over
+ *    rows of zeros, single nonzeros, ties of ±max, subnormals, -0.0, near-midpoint products, NaN and inf,
+ *    and each type whose vec-dot type is Q8_0 / Q8_K has them at each level;
+ *  - mk_f32_to_f16_row at each level == f32_to_f16 for all high halves × rounding-edge low halves,
+ *    random bits, NaN payloads, and odd lengths and offsets.
  * Built and run by test/native-c.test.ts; exits 1 on a mismatch.
  */
 #include <stdio.h>
@@ -57,9 +62,135 @@ static int attn_one_chunk_check(int cases) {
   mkc_lanes = 16;
   return bad;
 }
+
+/* one block of a quantizer test row: kind picks the shape of the values */
+static void fill_block(float *x, int B, int kind) {
+  const float scale = ldexpf(1.0f, (int)(rnd() % 60) - 40);
+  switch (kind) {
+    case 0: for (int j = 0; j < B; j++) x[j] = frand() * scale; break;
+    case 1: for (int j = 0; j < B; j++) x[j] = rnd() % 2 ? 0.0f : -0.0f; break; /* all ±0 */
+    case 2: /* one nonzero */
+      for (int j = 0; j < B; j++) x[j] = rnd() % 2 ? 0.0f : -0.0f;
+      x[rnd() % B] = frand() * ldexpf(1.0f, (int)(rnd() % 260) - 140);
+      break;
+    case 3: { /* ties of |x| = max with both signs at several positions */
+      const float m = (1.0f + (rnd() % 1000) / 1000.0f) * scale;
+      for (int j = 0; j < B; j++) x[j] = frand() * m;
+      const int nt = 2 + rnd() % 4;
+      for (int t = 0; t < nt; t++) x[rnd() % B] = rnd() % 2 ? m : -m;
+      break;
+    }
+    case 4: /* subnormals, sometimes with one small normal */
+      for (int j = 0; j < B; j++) { const uint32_t u = (rnd() & 0x7fffff) | (rnd() % 2 ? 0x80000000u : 0); x[j] = bits_f32(u); }
+      if (rnd() % 2) x[rnd() % B] = ldexpf(frand(), -120 - (int)(rnd() % 6));
+      break;
+    case 5: /* -0.0 among values */
+      for (int j = 0; j < B; j++) x[j] = rnd() % 3 ? -0.0f : frand() * scale;
+      break;
+    case 6: { /* products at and next to n + 0.5 */
+      const float m = rnd() % 2 ? 127.0f * ldexpf(1.0f, (int)(rnd() % 20) - 10) : (0.5f + (rnd() % 1000) / 1000.0f) * scale;
+      const float id = 127.f / m;
+      for (int j = 0; j < B; j++) {
+        float v = ((float)(int)(rnd() % 254) - 126.5f) / id;
+        for (int k = (int)(rnd() % 5) - 2; k; k += k > 0 ? -1 : 1) v = nextafterf(v, k > 0 ? INFINITY : -INFINITY);
+        x[j] = v;
+      }
+      x[rnd() % B] = rnd() % 2 ? m : -m;
+      break;
+    }
+    case 7: /* one NaN or inf */
+      for (int j = 0; j < B; j++) x[j] = frand() * scale;
+      { const uint32_t u[4] = {0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc12345u}; x[rnd() % B] = bits_f32(u[rnd() % 4]); }
+      break;
+    case 8: for (int j = 0; j < B; j++) x[j] = bits_f32(rnd() ^ (rnd() << 9)); break; /* any bits */
+    case 9: /* max near the limit where 127/max overflows */
+      for (int j = 0; j < B; j++) x[j] = frand() * ldexpf(1.0f, -121);
+      x[rnd() % B] = (rnd() % 2 ? 1 : -1) * bits_f32(0x02000000u + (rnd() % 0x1000000u));
+      break;
+    default: /* large: f16 d overflows, products near FLT_MAX */
+      for (int j = 0; j < B; j++) x[j] = frand() * ldexpf(1.0f, 100 + (int)(rnd() % 28));
+      break;
+  }
+}
+
+/* SIMD activation quantizers vs the scalar ones; returns the mismatches */
+static int quant_check(int rows) {
+  enum { MAXK = 4096 };
+  static float xbuf[MAXK + 16];
+  static uint8_t want[MAXK / 256 * 292], got[MAXK / 256 * 292];
+  const int kTypes[] = {T_Q8_0, T_Q4_0, T_Q4_K, T_Q5_K, T_Q6_K};
+  mk_type_ops lv[3][5];
+  const int levels = mk_cpu_has_avx2() ? mk_cpu_has_avx512() ? 3 : 2 : 1;
+  int bad = 0;
+  for (int t = 0; t < 5; t++) {
+    mk_scalar_fill(kTypes[t], &lv[0][t]);
+    lv[1][t] = lv[0][t];
+    if (levels > 1) mk_avx2_fill(kTypes[t], &lv[1][t]);
+    lv[2][t] = lv[1][t];
+    if (levels > 2) mk_avx512_fill(kTypes[t], &lv[2][t]);
+    for (int l = 1; l < levels; l++) /* registered at each level, the same for all types of a vec-dot type */
+      if (lv[l][t].quant_act == lv[l - 1][t].quant_act || lv[l][t].quant_act != lv[l][kTypes[t] == T_Q4_0 ? 0 : t >= 2 ? 2 : 0].quant_act) {
+        if (bad++ < 10) printf("quant_act of type %d at level %d not registered\n", kTypes[t], l);
+      }
+  }
+  for (int r = 0; r < rows; r++) {
+    const int q8k = r % 2, B = q8k ? 256 : 32, t = q8k ? 2 : 0;
+    const int K = q8k ? 256 * (1 + (int)(rnd() % 16)) : 32 * (1 + (int)(rnd() % 128));
+    float *x = xbuf + rnd() % 16; /* unaligned rows */
+    const int kind = (int)(rnd() % 12);
+    for (int b = 0; b < K / B; b++) fill_block(x + b * B, B, rnd() % 4 ? kind : (int)(rnd() % 11));
+    const size_t bytes = mk_row_bytes(q8k ? T_Q8_K : T_Q8_0, K);
+    memset(want, 0xa5, bytes);
+    lv[0][t].quant_act(x, want, K);
+    for (int l = 1; l < levels; l++) {
+      memset(got, 0x5a, bytes);
+      lv[l][t].quant_act(x, got, K);
+      if (memcmp(want, got, bytes)) {
+        size_t o = 0;
+        while (want[o] == got[o]) o++;
+        if (bad++ < 10) printf("quant %s level %d K=%d kind=%d: byte %zu (block %zu) %02x vs %02x\n", q8k ? "q8_K" : "q8_0", l, K, kind, o, o / (q8k ? 292 : 34), want[o], got[o]);
+      }
+    }
+  }
+  return bad;
+}
+
+/* mk_f32_to_f16_row at levels 1, 2 vs f32_to_f16; returns the mismatches */
+static int f16_row_check(void) {
+  enum { N = 65536 * 16 };
+  static float x[N];
+  static uint16_t got[N];
+  static const uint16_t lows[15] = {0x0000, 0x0001, 0x0fff, 0x1000, 0x1001, 0x2000, 0x2fff, 0x3000, 0x3001,
+                                    0x7fff, 0xe000, 0xefff, 0xf000, 0xf001, 0xffff};
+  int bad = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 0)
+      for (int i = 0; i < N; i++) x[i] = bits_f32(((uint32_t)(i >> 4) << 16) | ((i & 15) < 15 ? lows[i & 15] : (rnd() & 0xffff)));
+    else
+      for (int i = 0; i < N; i++) x[i] = bits_f32(rnd() ^ (rnd() << 9));
+    for (int simd = 1; simd <= 2; simd++) {
+      memset(got, 0, sizeof got);
+      for (size_t i = 0; i < N;) { /* odd lengths and offsets */
+        size_t len = rnd() % 4 ? rnd() % 100 : rnd() % 5000;
+        if (len > N - i) len = N - i;
+        mk_f32_to_f16_row(x + i, got + i, len, simd);
+        i += len;
+      }
+      for (int i = 0; i < N; i++)
+        if (got[i] != f32_to_f16(x[i])) {
+          if (bad++ < 10) printf("f16 row simd=%d x=%08x: %04x vs %04x\n", simd, f32_bits(x[i]), f32_to_f16(x[i]), got[i]);
+        }
+    }
+  }
+  return bad;
+}
+
 int main(void) {
+  mk_init_tables();
+  const int qbad = quant_check(20000) + f16_row_check();
+  printf("quantizer / f16 row mismatches %d\n", qbad);
   mkc_init();
-  if (mkc_lanes != 16) { printf("skip: no AVX-512\n"); return 0; }
+  if (mkc_lanes != 16) { printf("skip: no AVX-512\n"); return qbad != 0; }
   enum { N = 1 << 20 };
   static float x[N], g[N], h[N];
   unsigned s = 1;
@@ -75,7 +206,7 @@ int main(void) {
     x[i] = v; g[i] = ((int)(s >> 4) % 2000) / 1000.0f - 1.0f;
   }
   x[5] = 0.0f; x[6] = -0.0f; x[7] = INFINITY; x[9] = -INFINITY; x[10] = 133.0f; x[11] = -133.1f; x[12] = 89.0f; x[13] = -89.0f;
-  int bad = 0;
+  int bad = qbad;
   const int n = 2048;
   for (int base = 0; base + n <= N; base += n) {
     mkc_swiglu_run(h + base, x + base, g + base, 1000, 0, n, 2);
