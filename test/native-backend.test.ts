@@ -19,6 +19,7 @@ import { quantize } from '../src/formats/quants.js';
 import { f32ArrayToF16At, f32ToF16 } from '../src/formats/half.js';
 import { addInPlace, rmsNorm, ropeApply, ropeTable } from '../src/nn/ops.js';
 import { KVCache } from '../src/nn/kv-cache.js';
+import { route } from '../src/nn/moe.js';
 
 const skip = nativeAvailable() ? false : 'native addon not built (npm run build:native)';
 const TYPES = [GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K];
@@ -700,6 +701,30 @@ test('addNorm (residual add, then RMSNorm, in one call) is bit-identical to addI
   }
   const z = new Float32Array(8);
   assert.throws(() => nb.addNorm({ x: z, y: new Float32Array(7), scale: 1, out: z.slice(), w: new Float32Array(4), T: 2, eps: 1e-5 }), /addNorm y has 7/);
+});
+
+test('routeSoftmax (softmax top-K routing in one call) is bit-identical to route() in TypeScript', { skip }, () => {
+  const nb = new NativeBackend({ threads: 1 });
+  const r = rng(12);
+  for (const [T, E, K, normalize, scale, withBias, ties] of [
+    [1, 64, 8, false, 1, false, false], [3, 128, 8, true, 1, false, true], [5, 16, 2, true, 2.5, true, false],
+    [2, 64, 6, false, 16, true, true], [1, 32, 32, true, 1, false, false],
+  ] as const) {
+    // logits over several magnitudes; with `ties`, groups of equal logits (the lower id must win)
+    const logits = new Float32Array(T * E).map(() => (r() - 0.5) * 10 ** Math.floor(r() * 4 - 1));
+    if (ties) for (let i = 0; i < logits.length; i += 3) logits[i] = logits[i - (i % 9)];
+    const bias = withBias ? new Float32Array(E).map(() => (r() - 0.5) * 0.1) : undefined;
+    const o = { scoring: 'softmax' as const, normalize, scale, selectionBias: bias };
+    const want = route(logits, T, E, K, o);
+    const got = { ids: new Int32Array(T * K), weights: new Float32Array(T * K), scores: new Float32Array(T * E) };
+    nb.routeSoftmax({ logits, T, E, K, normalize, scale, bias, ...got });
+    const shape = `T=${T} E=${E} K=${K} normalize=${normalize} scale=${scale} bias=${withBias}`;
+    assert.deepEqual(got.scores, want.scores, `scores ${shape}`);
+    assert.deepEqual(got.ids, want.ids, `ids ${shape}`);
+    assert.deepEqual(got.weights, want.weights, `weights ${shape}`);
+  }
+  const z = new Float32Array(24);
+  assert.throws(() => nb.routeSoftmax({ logits: z, T: 1, E: 24, K: 2, normalize: false, scale: 1, ids: new Int32Array(2), weights: new Float32Array(2), scores: z.slice() }), /multiple of 16/);
 });
 
 test('residentCopy copies a mapped tensor (16-row and single-row groups, 1 and 2 threads), and refuses memory that is not a file mapping', { skip }, () => {

@@ -12,6 +12,7 @@
  *   residentCopy(dst, src, rows, rowBytes, threads) -> bool (a mapped weight into the process's memory)
  *   qkPrep(q, k, v, ...) (attention's QK-norm, RoPE and f16 K/V store: attn_prep.c)
  *   addNorm(x, y, scale, out, w, T, D, eps) (residual add, then RMSNorm: attn_prep.c)
+ *   routeSoftmax(logits, T, E, K, normalize, scale, bias, ids, weights, scores) (MoE routing: ops.c)
  *   prefault(buf, write) -> bool (map the pages of buf into the process now, MADV_POPULATE_READ/WRITE)
  *   repack(dst, src, type, N, K, threads)   (Q4_K or Q8_0 rows in groups of 16 for the AVX-512 kernels)
  *   setThreads(n) -> n, getThreads(), setSimd(on | 0 scalar, 1 best, 2 AVX2 only) -> active, cpuFeatures()
@@ -19,6 +20,7 @@
  *   trainGemm, trainXent, trainAttention, trainAdamw   (train.c; the training kernels)
  */
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdint.h>
 
 #include "common.h"
@@ -381,6 +383,34 @@ static napi_value js_add_norm(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* routeSoftmax(logits, T, E, K, normalize, scale, bias|null, ids, weights, scores): softmax top-K routing (ops.c) */
+static napi_value js_route_softmax(napi_env env, napi_callback_info info) {
+  napi_value a[10];
+  view lg, bias, ids, w, sc;
+  int T, E, K, norm;
+  double scale;
+  if (!get_args(env, info, 10, a) || !get_view(env, a[0], napi_float32_array, &lg, "logits") ||
+      !get_int(env, a[1], 1, IMAX, &T, "T") || !get_int(env, a[2], 16, 1 << 20, &E, "E") ||
+      !get_int(env, a[3], 1, IMAX, &K, "K") || !get_int(env, a[4], 0, 1, &norm, "normalize") ||
+      napi_get_value_double(env, a[5], &scale) != napi_ok || !get_opt_f32(env, a[6], &bias, "bias") ||
+      !get_view(env, a[7], napi_int32_array, &ids, "ids") || !get_view(env, a[8], napi_float32_array, &w, "weights") ||
+      !get_view(env, a[9], napi_float32_array, &sc, "scores"))
+    return NULL;
+  const size_t te = (size_t)T * E, tk = (size_t)T * K;
+  if (!check(env, E % 16 == 0 && K <= E && lg.length == te && sc.length == te && ids.length == tk && w.length == tk &&
+                      (!bias.data || bias.length == (size_t)E),
+             "routeSoftmax: E must be a multiple of 16 and K <= E; logits/scores [T, E], ids/weights [T, K], bias [E]"))
+    return NULL;
+  float *sel = malloc(sizeof(float) * (size_t)E);
+  if (!sel) {
+    napi_throw_error(env, NULL, "moekit native: out of memory");
+    return NULL;
+  }
+  mk_route_softmax(lg.data, T, E, K, norm, scale, bias.data, ids.data, w.data, sc.data, sel);
+  free(sel);
+  return NULL;
+}
+
 /* prefault(buf, write): map every page of buf now (one MADV_POPULATE_READ instead of a fault per page at
  * first touch, as llama.cpp maps its model with MAP_POPULATE; write: MADV_POPULATE_WRITE, for buffers about
  * to be written such as the KV cache); false where the kernel lacks it */
@@ -556,6 +586,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"prefault", NULL, js_prefault, NULL, NULL, NULL, napi_default, NULL},
     {"qkPrep", NULL, js_qk_prep, NULL, NULL, NULL, napi_default, NULL},
     {"addNorm", NULL, js_add_norm, NULL, NULL, NULL, napi_default, NULL},
+    {"routeSoftmax", NULL, js_route_softmax, NULL, NULL, NULL, napi_default, NULL},
     {"repack", NULL, js_repack, NULL, NULL, NULL, napi_default, NULL},
     {"residentCopy", NULL, js_resident_copy, NULL, NULL, NULL, napi_default, NULL},
     {"mmapOpen", NULL, js_mmap_open, NULL, NULL, NULL, napi_default, NULL},

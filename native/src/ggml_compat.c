@@ -348,6 +348,8 @@ static void quant_q8_K_block(const float *x, block_q8_K *y, int prefer_positive)
 
 int mkc_q4K_gemm_rows(int T) { return T > 3 ? T - T % 4 : 0; }
 
+/* rows t >= mkc_q4K_gemm_rows(T) are plain Q8_K (quantize_row_q8_K_ref): ops.c quantizes those with the
+ * vectorized kernels_*.c quantizers, which give the same bytes */
 void mkc_quant_q8_K_rows(const float *x, int T, int K, uint8_t *dst, size_t arow) {
   const int tg = mkc_q4K_gemm_rows(T);
   for (int t = 0; t < T; t++)

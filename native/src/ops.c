@@ -239,8 +239,11 @@ void mk_matmuls(int n, float *const *ys, const float *x, const uint8_t *const *w
     int done = 0;
     for (int k = 0; k < i; k++) done |= fmt[k] == fmt[i];
     if (done) continue;
-    if (fmt[i] >= 256) mkc_quant_q8_K_rows(x, T, K, buf + act_off[i], p->arow); /* 4-row groups as ggml's repack */
-    else convert_rows(p->o, x, T, K, buf + act_off[i], p->arow);
+    if (fmt[i] >= 256) { /* the rows of ggml's repacked gemm in its 4-row Q8_K groups; the rest as plain Q8_K */
+      const int tg = mkc_q4K_gemm_rows(T);
+      mkc_quant_q8_K_rows(x, tg, K, buf + act_off[i], p->arow);
+      convert_rows(p->o, x + (size_t)tg * K, T - tg, K, buf + act_off[i] + (size_t)tg * p->arow, p->arow);
+    } else convert_rows(p->o, x, T, K, buf + act_off[i], p->arow);
   }
   atomic_init(&j.next, 0);
   if (j.nchunks > 0) mk_pool_run(matmul_task, &j, imin(nth, j.nchunks));
@@ -538,6 +541,43 @@ void mk_moe_ffn(const mk_moe_args *a, int nth) {
   atomic_init(&j.dn_left, j.n_dn);
   int n = j.n_gu > j.n_comb ? j.n_gu : j.n_comb;
   mk_pool_run(moe_task, &j, imin(nth, n));
+}
+
+/*
+ * Softmax routing (src/nn/moe.ts routeInto with scoring 'softmax', the reference): ggml_soft_max's
+ * numerics (mkc_softmax_exp; E a multiple of the lane count, so no libm tail), then top-K by repeated
+ * max (ties to the lower id), weights summed in double, renormalised in f32 and scaled as moe.ts does.
+ */
+void mk_route_softmax(const float *logits, int T, int E, int K, int normalize, double scale, const float *bias,
+                      int32_t *ids, float *weights, float *scores, float *sel) {
+  for (int t = 0; t < T; t++) {
+    const float *x = logits + (size_t)t * E;
+    float *sc = scores + (size_t)t * E, *w = weights + (size_t)t * K;
+    int32_t *id = ids + (size_t)t * K;
+    float max = -INFINITY;
+    for (int e = 0; e < E; e++)
+      if (x[e] > max) max = x[e];
+    const float inv = (float)(1.0 / mkc_softmax_exp(E, sc, x, max));
+    for (int e = 0; e < E; e++) sc[e] *= inv;
+    for (int e = 0; e < E; e++) sel[e] = sc[e] + (bias ? bias[e] : 0.0f);
+    double sum = 0;
+    for (int j = 0; j < K; j++) {
+      int best = -1;
+      float bv = -INFINITY;
+      for (int e = 0; e < E; e++)
+        if (sel[e] > bv) bv = sel[e], best = e;
+      id[j] = best;
+      w[j] = best >= 0 ? sc[best] : NAN; /* all scores NaN: no expert */
+      sum += w[j];
+      if (best >= 0) sel[best] = -INFINITY;
+    }
+    if (normalize) {
+      const float s = (float)sum;
+      for (int j = 0; j < K; j++) w[j] = w[j] / s;
+    }
+    if (scale != 1)
+      for (int j = 0; j < K; j++) w[j] = (float)((double)w[j] * scale);
+  }
 }
 
 /* ---- attention ------------------------------------------------------------------------- */

@@ -67,6 +67,11 @@ void mk_qk_prep(const mk_qk_prep_args *a);
  * out = rms_norm(x) ⊙ w (w [D]), as the TypeScript addInPlace and rmsNorm round */
 void mk_add_norm(float *x, const float *y, double scale, float *out, const float *w, int T, int D, float eps);
 
+/* Softmax top-K routing of logits [T, E] (ops.c; E % 16 == 0): ids/weights [T, K], scores [T, E]; sel: [E] scratch;
+ * bias: [E] added for selection only, or NULL */
+void mk_route_softmax(const float *logits, int T, int E, int K, int normalize, double scale, const float *bias,
+                      int32_t *ids, float *weights, float *scores, float *sel);
+
 /* out[n, K] = dequant(w[rows[i]]) */
 void mk_get_rows(float *out, const uint8_t *w, int type, int K, const int32_t *rows, int n);
 

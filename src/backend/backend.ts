@@ -96,6 +96,24 @@ export interface AddNormArgs {
   eps: number;
 }
 
+export interface RouteSoftmaxArgs {
+  /** [T, E] router logits */
+  logits: Float32Array;
+  T: number;
+  E: number;
+  K: number;
+  normalize: boolean;
+  scale: number;
+  /** [E] added for selection only */
+  bias?: Float32Array;
+  /** [T, K] out */
+  ids: Int32Array;
+  /** [T, K] out */
+  weights: Float32Array;
+  /** [T, E] out: softmax probabilities */
+  scores: Float32Array;
+}
+
 export interface AttentionArgs {
   /** [T, H, Dh] output, overwritten */
   out: Float32Array;
@@ -143,6 +161,11 @@ export interface Backend {
    * addInPlace then rmsNorm (the reference and the fallback).
    */
   addNorm?(a: AddNormArgs): void;
+  /**
+   * Optional: softmax top-K routing in one native call, bit-identical to nn/moe.ts routeInto with softmax
+   * scoring (the reference and the fallback); only for E a multiple of 16.
+   */
+  routeSoftmax?(a: RouteSoftmaxArgs): void;
   /** Embedding lookup with dequantization. */
   getRows(a: GetRowsArgs): void;
   /**

@@ -8,7 +8,7 @@
  */
 import { createRequire } from 'node:module';
 import { totalmem } from 'node:os';
-import { MAX_MATMULS, type QkPrepArgs, type AddNormArgs, type AttentionArgs, type Backend, type GetRowsArgs, type MatmulArgs, type MatmulsArgs, type MoeFfnArgs } from './backend.js';
+import { MAX_MATMULS, type QkPrepArgs, type AddNormArgs, type RouteSoftmaxArgs, type AttentionArgs, type Backend, type GetRowsArgs, type MatmulArgs, type MatmulsArgs, type MoeFfnArgs } from './backend.js';
 import { GGMLType, isSupportedType, tensorBytes, typeName, type Tensor } from '../tensor.js';
 
 export interface MmapHandle {
@@ -43,6 +43,10 @@ export interface Addon {
     half: number, neox: 0 | 1, kCache: Uint16Array, vCache: Uint16Array, cacheRow: number,
   ): void;
   addNorm(x: Float32Array, y: Float32Array, scale: number, out: Float32Array, w: Float32Array, T: number, D: number, eps: number): void;
+  routeSoftmax(
+    logits: Float32Array, T: number, E: number, K: number, normalize: 0 | 1, scale: number, bias: Float32Array | null,
+    ids: Int32Array, weights: Float32Array, scores: Float32Array,
+  ): void;
   /**
    * dst = src ([rows, rowBytes]) when src is a read-only file mapping, read through the page cache, whose
    * pages then leave the process; false (nothing copied) for any other src.
@@ -367,6 +371,19 @@ export class NativeBackend implements Backend {
     checkLength('addNorm out', out, T * D);
     if (!Number.isFinite(scale) || !Number.isFinite(eps)) fail(`addNorm: scale and eps must be finite, got ${scale}, ${eps}`);
     this.addon.addNorm(x, y, scale, out, w, T, D, eps);
+  }
+
+  routeSoftmax({ logits, T, E, K, normalize, scale, bias, ids, weights, scores }: RouteSoftmaxArgs): void {
+    checkCount('routeSoftmax T', T);
+    checkCount('routeSoftmax K', K);
+    if (!Number.isSafeInteger(E) || E < 16 || E % 16 !== 0 || K > E) fail(`routeSoftmax: E must be a multiple of 16 and K ≤ E, got E=${E}, K=${K}`);
+    checkLength('routeSoftmax logits', logits, T * E);
+    checkLength('routeSoftmax scores', scores, T * E);
+    checkLength('routeSoftmax ids', ids, T * K);
+    checkLength('routeSoftmax weights', weights, T * K);
+    if (bias) checkLength('routeSoftmax bias', bias, E);
+    if (!Number.isFinite(scale)) fail(`routeSoftmax: scale must be finite, got ${scale}`);
+    this.addon.routeSoftmax(logits, T, E, K, normalize ? 1 : 0, scale, bias ?? null, ids, weights, scores);
   }
 
   touchPages(buf: Uint8Array): void {

@@ -42,11 +42,18 @@ export function route(logits: Float32Array, T: number, E: number, K: number, o: 
   return r;
 }
 
-/** `route` into the arrays of `r` (ids/weights [T, r.K], scores [T, E], all overwritten); sel: [E] scratch. */
-function routeInto(r: Routing, logits: Float32Array, T: number, E: number, o: RouterOptions, sel: Float32Array): void {
+/**
+ * `route` into the arrays of `r` (ids/weights [T, r.K], scores [T, E], all overwritten); sel: [E] scratch.
+ * With a backend that has `routeSoftmax`, softmax routing over E % 16 == 0 experts runs there (the same bits).
+ */
+function routeInto(r: Routing, logits: Float32Array, T: number, E: number, o: RouterOptions, sel: Float32Array, be?: Backend): void {
   const { K, ids, weights, scores } = r;
   const bias = o.selectionBias;
   const softmaxScoring = o.scoring === 'softmax';
+  if (be?.routeSoftmax && softmaxScoring && E % 16 === 0) {
+    be.routeSoftmax({ logits, T, E, K, normalize: o.normalize, scale: o.scale, bias, ids, weights, scores });
+    return;
+  }
   for (let t = 0; t < T; t++) {
     if (softmaxScoring) softmax(scores, logits, E, t * E, t * E);
     else for (let e = 0; e < E; e++) scores[t * E + e] = Math.fround(sigmoid(logits[t * E + e]));
@@ -167,8 +174,12 @@ export function moeFfn(
   else if (scratchRouting) {
     const K = o.K;
     routing = { K, ids: ws.i32('moe.ids', T * K), weights: ws.f32('moe.weights', T * K), scores: ws.f32('moe.scores', T * E) };
-    routeInto(routing, logits, T, E, o.router, ws.f32('moe.sel', E));
-  } else routing = route(logits, T, E, o.K, o.router);
+    routeInto(routing, logits, T, E, o.router, ws.f32('moe.sel', E), be);
+  } else {
+    const K = o.K;
+    routing = { K, ids: new Int32Array(T * K), weights: new Float32Array(T * K), scores: new Float32Array(T * E) };
+    routeInto(routing, logits, T, E, o.router, new Float32Array(E), be);
+  }
   const y = ws.f32('moe.y', T * D);
   be.moeFfn({ out: y, x, gate: w.gateExps, up: w.upExps, down: w.downExps, ids: routing.ids, weights: routing.weights, T, K: routing.K });
   if (w.shared) {
