@@ -9,8 +9,10 @@
  * then a Q4_K 2048×2048 matmul (the attention projections) at T=1 and T=128, and the q/k/v projections of a
  * decode step (T=1, 4) as three `matmul` calls or, where the build has it, one `matmuls` call; and the
  * first-use Q4_K repack from a mapped file.
- * A build with `repack` (older: `repackQ4K`, Q4_K only) on an AVX-512 CPU gets its Q4_K (and Q8_0) weights
- * repacked, as NativeBackend does.
+ * A build with `repack` (older: `repackQ4K`, Q4_K only) on an AVX-512 CPU gets its Q4_K (and Q8_0, and Q6_K
+ * where the build repacks it) weights repacked, as NativeBackend does; --no-q6k-repack keeps Q6_K as stored in
+ * both builds (the stored-layout kernels A/B). `--only q6k` times a Q6_K 2048-row matmul (K = 2048) at T=1 and
+ * T=128.
  */
 import { createRequire } from 'node:module';
 import { appendFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,19 +41,33 @@ function rnd(type: GGMLType, shape: number[], seed: number): Uint8Array {
 }
 /** Older builds: `repackQ4K(dst, src, N, K, threads)`, Q4_K only. */
 type AnyAddon = Addon & { repackQ4K?: (dst: Uint8Array, src: Uint8Array, N: number, K: number, threads: number) => void };
-/** `ad`'s repack of `type` (Q4_K → 140, Q8_0 → 141), or undefined when the build has none for it. */
+const R16: ReadonlyMap<GGMLType, number> = new Map([[GGMLType.Q4_K, 140], [GGMLType.Q8_0, 141], [GGMLType.Q6_K, 142]]);
+/** whether `ad.repack` takes `type` (older builds throw for Q6_K) */
+function repacks(ad: Addon, type: GGMLType): boolean {
+  if (type === GGMLType.Q6_K && argv.includes('--no-q6k-repack')) return false;
+  try {
+    const b = new Uint8Array(tensorBytes(type, [16, 256]));
+    ad.repack(b, b.slice(), type, 16, 256, 1);
+    return true;
+  } catch {
+    return false;
+  }
+}
+/** `ad`'s repack of `type` (Q4_K → 140, Q8_0 → 141, Q6_K → 142), or undefined when the build has none for it. */
 function repacker(ad: AnyAddon, type: GGMLType): ((dst: Uint8Array, src: Uint8Array, N: number, K: number) => number) | undefined {
   if (!ad.cpuFeatures().avx512) return undefined;
-  if (typeof ad.repack === 'function' && (type === GGMLType.Q4_K || type === GGMLType.Q8_0))
-    return (dst, src, N, K) => (ad.repack(dst, src, type, N, K, threads), type === GGMLType.Q4_K ? 140 : 141);
+  if (typeof ad.repack === 'function' && R16.has(type) && repacks(ad, type))
+    return (dst, src, N, K) => (ad.repack(dst, src, type, N, K, threads), R16.get(type)!);
   if (typeof ad.repackQ4K === 'function' && type === GGMLType.Q4_K) return (dst, src, N, K) => (ad.repackQ4K!(dst, src, N, K, threads), 140);
   return undefined;
 }
-/** The weight bytes and type id `ad` multiplies with (src/backend/native.ts weightData). */
+/** The weight bytes and type id `ad` multiplies with (src/backend/native.ts weightData): repacked, or a copy as
+ * stored, in page-aligned memory where the build has `allocPages` (as NativeBackend's resident copies; V8's own
+ * large buffers start 16 bytes into a page). */
 function prep(ad: Addon, d: Uint8Array, type: GGMLType, rows: number, K: number): [Uint8Array, number] {
   const rp = repacker(ad, type);
-  if (!rp) return [d, type];
-  const p = new Uint8Array(d.length);
+  const p = typeof ad.allocPages === 'function' ? new Uint8Array(ad.allocPages(d.length)) : new Uint8Array(d.length);
+  if (!rp) return (p.set(d), [p, type]);
   return [p, rp(p, d, rows, K)];
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
@@ -93,11 +109,12 @@ for (const [name, gt, dt] of want('moe') ? ([['Q4_K/Q6_K', GGMLType.Q4_K, GGMLTy
   }
 }
 
-// dense matmul (attention projections: 2048 × 2048 Q4_K), 32 distinct matrices (75 MB) so weights come from DRAM
-if (want('matmul')) {
+// dense matmul (attention projections: 2048 × 2048 Q4_K; --only q6k: Q6_K, attn_v of Q4_K_M), 32 distinct
+// matrices (75 MB, Q6_K 110 MB) so weights come from DRAM
+for (const mt of [...(want('matmul') ? [GGMLType.Q4_K] : []), ...(only === 'q6k' ? [GGMLType.Q6_K] : [])]) {
   const N = D, M = 32;
-  const mats = Array.from({ length: M }, (_, m) => rnd(GGMLType.Q4_K, [N, D], 50 + m));
-  const W = new Map([A, B].map((ad) => [ad, mats.map((m) => prep(ad, m, GGMLType.Q4_K, N, D))]));
+  const mats = Array.from({ length: M }, (_, m) => rnd(mt, [N, D], 50 + m));
+  const W = new Map([A, B].map((ad) => [ad, mats.map((m) => prep(ad, m, mt, N, D))]));
   for (const T of [1, 128]) {
     const x = new Float32Array(T * D).map((_, i) => Math.sin(i));
     const yA = new Float32Array(T * N), yB = new Float32Array(T * N);
@@ -118,7 +135,7 @@ if (want('matmul')) {
       ta.push(a); tb.push(b); ratio.push(a / b);
     }
     const same = yA.every((v, i) => v === yB[i]);
-    console.log(`matmul Q4_K 2048x2048 T=${String(T).padEnd(4)} base ${median(ta).toFixed(3)} ms | new ${median(tb).toFixed(3)} ms | speed-up (median of per-round ratios) ${median(ratio).toFixed(3)} | outputs ${same ? 'identical' : 'DIFFER'}`);
+    console.log(`matmul ${mt === GGMLType.Q4_K ? 'Q4_K' : 'Q6_K'} 2048x2048 T=${String(T).padEnd(4)} base ${median(ta).toFixed(3)} ms | new ${median(tb).toFixed(3)} ms | speed-up (median of per-round ratios) ${median(ratio).toFixed(3)} | outputs ${same ? 'identical' : 'DIFFER'}`);
   }
 }
 // attention input projections of a decode step (olmoe Q4_K_M: q, k Q4_K, v Q6_K, 2048 × 2048): three `matmul`

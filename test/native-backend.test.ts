@@ -332,8 +332,8 @@ test('Q6_K T=1: AVX-512 matmul is bit-identical to AVX2', { skip }, () => {
   }
 });
 
-test('Q4_K and Q8_0 repacked by 16 rows (AVX-512 and scalar kernels) == as stored, bit for bit', { skip }, () => {
-  // NativeBackend repacks Q4_K and Q8_0 on AVX-512 CPUs (native.ts weightData); the addon's layout ids are 140, 141
+test('Q4_K, Q8_0 and Q6_K repacked by 16 rows (AVX-512, AVX2 and scalar kernels) == as stored, bit for bit', { skip }, () => {
+  // NativeBackend repacks Q4_K, Q8_0 and Q6_K on AVX-512 CPUs (native.ts weightData); the addon's layout ids are 140, 141, 142
   const a = loadAddon() as unknown as {
     setSimd(on: boolean | number): boolean;
     cpuFeatures(): { simd: boolean; avx2: boolean; avx512: boolean };
@@ -344,9 +344,15 @@ test('Q4_K and Q8_0 repacked by 16 rows (AVX-512 and scalar kernels) == as store
   };
   const prev = a.cpuFeatures().simd;
   const levels = a.cpuFeatures().avx512 ? [1, 2, 0] : a.cpuFeatures().avx2 ? [1, 0] : [0];
-  // Q8_0 as stored sums in ggml's SIMD lane order (its scalar dot does not): the repacked kernels, the scalar
-  // one included, are compared with the stored layout's SIMD result
-  const cases = [[GGMLType.Q4_K, 140, false], ...(a.cpuFeatures().avx2 ? [[GGMLType.Q8_0, 141, true] as const] : [])] as const;
+  // Q8_0 and Q6_K as stored sum in ggml's SIMD lane order (their scalar dots do not): the repacked kernels, the
+  // scalar ones included, are compared with the stored layout's SIMD result
+  const cases = [[GGMLType.Q4_K, 140, false],
+    ...(a.cpuFeatures().avx2 ? [[GGMLType.Q8_0, 141, true] as const, [GGMLType.Q6_K, 142, true] as const] : [])] as const;
+  const pack6 = (w: Tensor, N: number, K: number): Uint8Array => {
+    const p = new Uint8Array(w.data.byteLength);
+    a.repack(p, w.data, GGMLType.Q6_K, N, K, 2);
+    return p;
+  };
   const r = rng(4242);
   try {
     for (const [Q, R16, simdRef] of cases) {
@@ -364,7 +370,7 @@ test('Q4_K and Q8_0 repacked by 16 rows (AVX-512 and scalar kernels) == as store
         a.setSimd(level);
         for (const [N, K] of [[16, 256], [64, 512], [1040, 768], [16, 20480]] as const) {
           const w = weight('w', Q, [N, K], r), p = pack(w, N, K);
-          for (const T of [1, 3, 4, 5, 9, 64]) {
+          for (const T of Q === GGMLType.Q6_K ? [1, 2, 3, 4, 5, 8, 9, 37, 64] : [1, 3, 4, 5, 9, 64]) {
             const x = randn(T * K, r), want = new Float32Array(T * N), got = new Float32Array(T * N);
             stored(level, () => a.matmul(want, x, w.data, Q, T, N, K, 2));
             a.matmul(got, x, p, R16, T, N, K, 2);
@@ -374,7 +380,7 @@ test('Q4_K and Q8_0 repacked by 16 rows (AVX-512 and scalar kernels) == as store
         const E = 4, F = 256, D = 512, KE = 2;
         const g = weight('g', Q, [E, F, D], r), u = weight('u', Q, [E, F, D], r), d = weight('d', Q, [E, D, F], r);
         const d6 = weight('d6', GGMLType.Q6_K, [E, D, F], r);
-        const gp = pack(g, E * F, D), up = pack(u, E * F, D), dp = pack(d, E * D, F);
+        const gp = pack(g, E * F, D), up = pack(u, E * F, D), dp = pack(d, E * D, F), d6p = pack6(d6, E * D, F);
         for (const T of [1, 2, 33]) {
           const x = randn(T * D, r), ids = new Int32Array(T * KE).map((_, i) => (i % 3 === 2 ? -1 : (i * 7 + (i >> 1)) % E));
           const wts = randn(T * KE, r), want = new Float32Array(T * D), got = new Float32Array(T * D);
@@ -384,6 +390,11 @@ test('Q4_K and Q8_0 repacked by 16 rows (AVX-512 and scalar kernels) == as store
           stored(level, () => a.moeFfn(want, x, g.data, Q, u.data, Q, d6.data, GGMLType.Q6_K, ids, wts, T, KE, E, F, D, 2));
           a.moeFfn(got, x, gp, R16, u.data, Q, d6.data, GGMLType.Q6_K, ids, wts, T, KE, E, F, D, 2);
           if (!simdRef || level !== 0) assert.deepEqual(got, want, `moeFfn ${typeName(Q)}(repacked gate)/Q6_K T=${T} setSimd(${level})`);
+          // Q4_K_M's MoE layers: gate/up repacked, down Q6_K repacked (142); as stored, Q6_K's scalar dot is ggml's
+          // generic order, so the scalar level compares only where both stored references are SIMD
+          stored(level, () => a.moeFfn(want, x, g.data, Q, u.data, Q, d6.data, GGMLType.Q6_K, ids, wts, T, KE, E, F, D, 2));
+          a.moeFfn(got, x, gp, R16, up, R16, d6p, 142, ids, wts, T, KE, E, F, D, 2);
+          if (simdRef || level !== 0) assert.deepEqual(got, want, `moeFfn ${typeName(Q)}(repacked)/Q6_K(repacked) T=${T} setSimd(${level})`);
         }
       }
     }
@@ -392,14 +403,15 @@ test('Q4_K and Q8_0 repacked by 16 rows (AVX-512 and scalar kernels) == as store
   }
   assert.throws(() => a.repack(new Uint8Array(144 * 24), new Uint8Array(144 * 24), GGMLType.Q4_K, 24, 256, 1), /multiple of 16/);
   assert.throws(() => a.repack(new Uint8Array(144 * 16), new Uint8Array(144 * 15), GGMLType.Q4_K, 16, 256, 1), /size/);
-  assert.throws(() => a.repack(new Uint8Array(210 * 16), new Uint8Array(210 * 16), GGMLType.Q6_K, 16, 256, 1), /type/);
+  assert.throws(() => a.repack(new Uint8Array(176 * 16), new Uint8Array(176 * 16), GGMLType.Q5_K, 16, 256, 1), /type/);
+  assert.throws(() => a.repack(new Uint8Array(210 * 16), new Uint8Array(210 * 15), GGMLType.Q6_K, 16, 256, 1), /size/);
 });
 
-test('Q4_K and Q8_0 repack from a mapped file (read through the page cache, pages dropped) == from memory == scalar packing', { skip }, () => {
+test('Q4_K, Q8_0 and Q6_K repack from a mapped file (read through the page cache, pages dropped) == from memory == scalar packing', { skip }, () => {
   const a = loadAddon();
   const r = rng(99);
   const N = 1040, K = 768;
-  for (const Q of [GGMLType.Q4_K, GGMLType.Q8_0]) {
+  for (const Q of [GGMLType.Q4_K, GGMLType.Q8_0, GGMLType.Q6_K]) {
     const w = weight('w', Q, [N, K], r);
     const dir = mkdtempSync(join(tmpdir(), 'moekit-repack-'));
     const file = join(dir, 'w.bin');
@@ -410,7 +422,7 @@ test('Q4_K and Q8_0 repack from a mapped file (read through the page cache, page
       const view = new Uint8Array(a.mmapView(h, pre, w.data.byteLength));
       const scalar = new Uint8Array(w.data.byteLength);
       const prev = a.cpuFeatures().simd;
-      a.setSimd(0); // mkc_q4K_r16_pack / mkc_q8_0_r16_pack, the references for the AVX-512 gathers
+      a.setSimd(0); // mkc_q4K_r16_pack / mkc_q8_0_r16_pack / mkc_q6K_r16_pack, the references for the AVX-512 gathers / memcpy
       try {
         a.repack(scalar, w.data, Q, N, K, 1);
       } finally {

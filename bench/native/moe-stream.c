@@ -2,7 +2,7 @@
  * bytes allow: per round, mk_moe_ffn over one of 6 layers with 8 random experts, then a plain read of the
  * same experts' matrices of another layer (the "same-bytes probe"), then mk_read_probe over a 512 MiB buffer.
  * Prints the medians of 200 rounds. Usage: moe-stream [threads] [gate/up type] [down type] [offset]
- * (types: 140 Q4_K repacked by 16 (default), 141 Q8_0 repacked, 14 Q6_K as stored; offset: bytes past a page
+ * (types: 140 Q4_K repacked by 16 (default), 141 Q8_0 repacked, 14 Q6_K as stored, 142 Q6_K repacked; offset: bytes past a page
  * boundary where the weights start, e.g. 16 as in V8's large ArrayBuffers; default 0) */
 #define _GNU_SOURCE
 #include <immintrin.h>
@@ -29,7 +29,7 @@ static uint8_t *rbuf(size_t n) {
   for (size_t i = 1; i < n; i += 2) p[i] &= 0x3b;
   return p;
 }
-static size_t row_bytes(int type, int K) { return type == 14 ? 210 * (size_t)K / 256 : type == 141 ? 34 * (size_t)K / 32 : 144 * (size_t)K / 256; }
+static size_t row_bytes(int type, int K) { return type == 14 || type == 142 ? 210 * (size_t)K / 256 : type == 141 ? 34 * (size_t)K / 32 : 144 * (size_t)K / 256; }
 
 typedef struct { const uint8_t *p[24]; size_t n[24]; int cnt; _Atomic int next; uint64_t sum[256]; } same_bytes;
 __attribute__((target("avx512f"))) static void same_bytes_task(void *v, int ith, int nth) {

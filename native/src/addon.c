@@ -14,7 +14,7 @@
  *   addNorm(x, y, scale, out, w, T, D, eps) (residual add, then RMSNorm: attn_prep.c)
  *   routeSoftmax(logits, T, E, K, normalize, scale, bias, ids, weights, scores) (MoE routing: ops.c)
  *   prefault(buf, write) -> bool (map the pages of buf into the process now, MADV_POPULATE_READ/WRITE)
- *   repack(dst, src, type, N, K, threads)   (Q4_K or Q8_0 rows in groups of 16 for the AVX-512 kernels)
+ *   repack(dst, src, type, N, K, threads)   (Q4_K, Q8_0 or Q6_K rows in groups of 16 for the AVX-512 kernels)
  *   setThreads(n) -> n, getThreads(), setSimd(on | 0 scalar, 1 best, 2 AVX2 only) -> active, cpuFeatures()
  *   mmapOpen(path), mmapView(handle, offset, length), allocPages(length)   (mmap_file.c)
  *   trainGemm, trainXent, trainAttention, trainAdamw   (train.c; the training kernels)
@@ -427,8 +427,8 @@ static napi_value js_prefault(napi_env env, napi_callback_info info) {
   return r;
 }
 
-/* repack(dst, src, type, N, K, threads): Q4_K or Q8_0 [N, K] into T_Q4_K_R16 / T_Q8_0_R16 (common.h), N a
- * multiple of 16 */
+/* repack(dst, src, type, N, K, threads): Q4_K, Q8_0 or Q6_K [N, K] into T_Q4_K_R16 / T_Q8_0_R16 / T_Q6_K_R16
+ * (common.h), N a multiple of 16 */
 static napi_value js_repack(napi_env env, napi_callback_info info) {
   napi_value a[6];
   view dst, src;
@@ -438,7 +438,8 @@ static napi_value js_repack(napi_env env, napi_callback_info info) {
       !get_int(env, a[3], MK_R16, IMAX, &N, "N") || !get_int(env, a[4], 1, IMAX, &K, "K") ||
       !get_int(env, a[5], 1, 256, &th, "threads"))
     return NULL;
-  if (!check(env, type == T_Q4_K || type == T_Q8_0, "repack: type must be Q4_K (12) or Q8_0 (8)")) return NULL;
+  if (!check(env, type == T_Q4_K || type == T_Q8_0 || type == T_Q6_K, "repack: type must be Q4_K (12), Q8_0 (8) or Q6_K (14)"))
+    return NULL;
   const size_t wb = weight_bytes(type, K, (size_t)N);
   if (!check(env, N % MK_R16 == 0, "repack: N must be a multiple of 16") ||
       !check(env, wb != 0 && src.length == wb && dst.length == wb, "repack: src/dst size does not match N/K"))

@@ -40,6 +40,8 @@ _Static_assert(sizeof(block_q8_0) == 34, "q8_0");
 _Static_assert(sizeof(block_q4_K) == 144, "q4_K");
 _Static_assert(sizeof(block_q5_K) == 176, "q5_K");
 _Static_assert(sizeof(block_q6_K) == 210, "q6_K");
+_Static_assert(offsetof(block_q6_K, qh) == 128 && offsetof(block_q6_K, scales) == 192 && offsetof(block_q6_K, d) == 208,
+               "q6_K fields (mk_q6_at)");
 _Static_assert(sizeof(block_q8_K) == 292, "q8_K");
 
 /* ---- scalar conversions ---------------------------------------------------------------- */
@@ -167,6 +169,57 @@ void mk_q8_0_r16_pack_512(uint8_t *dst, const uint8_t *src, int g0, int g1, int 
 /* y[t*ystride + 16g + r] = row r of group g · act_t, t < T, g < ngroups (simd >= 2: AVX-512) */
 void mk_q8_0_r16_rows(const uint8_t *w, int K, int ngroups, const uint8_t *act, size_t arow, int T, float *y,
                       size_t ystride, int simd);
+
+/*
+ * Q6_K rows repacked by groups of 16 (not a ggml type; made by mk_repack_r16, the same bytes per row as Q6_K).
+ * One 3360-byte block holds block i of 16 consecutive rows r, each field of the 16 rows side by side:
+ *   [0, 2048) ql: row r at 128r | [2048, 3072) qh: row r at 2048 + 64r | [3072, 3328) scales: row r at
+ *   3072 + 16r | [3328, 3360) d: row r at 3328 + 2r
+ * (field f of block_q6_K at offset off_f, size size_f, lies at 16·off_f + r·size_f). A block is 105 × 32
+ * bytes, so from a 32-byte aligned tensor every 32/64-byte ql/qh load of the kernels lies within one cache
+ * line (a stored block is 210 bytes: most of them straddle two). The kernels are the stored layout's
+ * (kernels_avx2.c q6_K_block, kernels_avx512.c q6_K_pair1 / tile2_q6_K_impl) addressing the fields here,
+ * so the results are bit-identical; q6_K_r16.c has the packing, the scalar reference and the dispatch.
+ */
+#define T_Q6_K_R16 142
+#define MK_Q6R16_BLOCK (MK_R16 * (int)sizeof(block_q6_K))
+/* The fields of Q6_K block i of row r: as stored (r16 == 0: rows w_stride bytes apart from w) or in
+ * T_Q6_K_R16 (r16 != 0: w the first group, nb blocks per row; rows past 15 lie in the next groups). */
+typedef struct { const uint8_t *ql, *qh; const int8_t *sc; const uint8_t *d; } mk_q6_fields;
+static inline __attribute__((always_inline)) mk_q6_fields mk_q6_at(const int r16, const uint8_t *w, size_t w_stride,
+                                                                   int nb, int r, int i) {
+  mk_q6_fields f;
+  if (r16) {
+    const uint8_t *b = w + ((size_t)(r >> 4) * (size_t)nb + (size_t)i) * MK_Q6R16_BLOCK;
+    const int k = r & (MK_R16 - 1);
+    f.ql = b + 128 * k;
+    f.qh = b + 16 * 128 + 64 * k;
+    f.sc = (const int8_t *)(b + 16 * 192 + 16 * k);
+    f.d = b + 16 * 208 + 2 * k;
+  } else {
+    const uint8_t *b = w + (size_t)r * w_stride + (size_t)i * sizeof(block_q6_K);
+    f.ql = b;
+    f.qh = b + 128;
+    f.sc = (const int8_t *)(b + 192);
+    f.d = b + 208;
+  }
+  return f;
+}
+static inline float mk_q6_d(const mk_q6_fields *f) {
+  uint16_t h;
+  memcpy(&h, f->d, 2);
+  return f16_to_f32(h);
+}
+void mkc_q6K_r16_pack(uint8_t *dst, const uint8_t *src, int g0, int g1, int K);
+void mk_q6K_r16_pack_fast(uint8_t *dst, const uint8_t *src, int g0, int g1, int K);
+/* y[t*ystride + 16g + r] = row r of group g · act_t, t < T, g < ngroups (simd 2: AVX-512, 1: AVX2, 0: scalar) */
+void mk_q6K_r16_rows(const uint8_t *w, int K, int ngroups, const uint8_t *act, size_t arow, int T, float *y,
+                     size_t ystride, int simd);
+/* one group of 16 rows (nb blocks at wg) × T tokens: s[t*s_stride + r] (kernels_avx2.c, kernels_avx512.c) */
+void mk_q6K_r16_group_avx2(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, int T, float *s,
+                           size_t s_stride);
+void mk_q6K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, int T, float *s,
+                          size_t s_stride);
 
 /* Groups [g0, g1) of Q4_K [*, K] into T_Q4_K_R16 (kernels_avx512.c; ggml_compat.c mkc_q4K_r16_pack is the
  * reference, also for offsets: the 16 rows of a group must lie within 2^31 bytes). */

@@ -218,12 +218,13 @@ DISPATCH_NT(q5_K)
  * Q6_K: q in [0, 63] (the -32 offset is applied afterwards as 32·Σ_j sc_j·bsums_j, exact in
  * integers). Each 32-byte vector of q spans two 16-element sub-blocks, so its scale vector has
  * sc[a] in the low 8 int16 lanes and sc[a+1] in the high 8.
- * One Q6_K weight block (block i of a row) times NT tokens, into that row's accumulators acc[0..NT):
- * the dot and the tile kernel below both run every block through this, so they are bit-identical.
+ * One Q6_K weight block (block i of a row, its fields w as stored or in T_Q6_K_R16) times NT tokens, into
+ * that row's accumulators acc[0..NT): the dot, the tile kernel and the T_Q6_K_R16 kernel below all run every
+ * block through this, so they are bit-identical.
  */
-static AI TGT void q6_K_block(const block_q6_K *w, int i, const void *act, size_t act_stride, const int NT, __m256 *acc) {
+static AI TGT void q6_K_block(mk_q6_fields w, int i, const void *act, size_t act_stride, const int NT, __m256 *acc) {
   const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
-  const __m128i sc8 = _mm_loadu_si128((const __m128i *)w->scales);
+  const __m128i sc8 = _mm_loadu_si128((const __m128i *)w.sc);
   const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
   __m256i sumi[MK_TILE_TOKENS];
   for (int t = 0; t < NT; t++) {
@@ -232,9 +233,9 @@ static AI TGT void q6_K_block(const block_q6_K *w, int i, const void *act, size_
     sumi[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
   }
   for (int h = 0; h < 2; h++) {
-    const __m256i qlA = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
-    const __m256i qlB = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32));
-    const __m256i qh = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * h));
+    const __m256i qlA = _mm256_loadu_si256((const __m256i *)(w.ql + 64 * h));
+    const __m256i qlB = _mm256_loadu_si256((const __m256i *)(w.ql + 64 * h + 32));
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)(w.qh + 32 * h));
     __m256i q[4], sv[4];
     q[0] = _mm256_or_si256(_mm256_and_si256(qlA, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
     q[1] = _mm256_or_si256(_mm256_and_si256(qlB, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
@@ -255,7 +256,7 @@ static AI TGT void q6_K_block(const block_q6_K *w, int i, const void *act, size_
       sumi[t] = _mm256_add_epi32(sumi[t], p);
     }
   }
-  const float dw = f16_to_f32(w->d);
+  const float dw = mk_q6_d(&w);
   for (int t = 0; t < NT; t++) {
     const block_q8_K *x = (const block_q8_K *)ACT(t) + i;
     acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(x->d * dw), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
@@ -269,7 +270,7 @@ static AI TGT void dot_q6_K_impl(int n, const void *vw, const void *act, size_t 
   for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
   for (int i = 0; i < n / QK_K; i++) {
     for (int l = 0; l < 4; l++) _mm_prefetch((const char *)(w + i) + PF_AHEAD + 64 * l, _MM_HINT_T0);
-    q6_K_block(w + i, i, act, act_stride, NT, acc);
+    q6_K_block(mk_q6_at(0, vw, 0, n / QK_K, 0, i), i, act, act_stride, NT, acc);
   }
   for (int t = 0; t < NT; t++) s[t] = hsum_ps(acc[t]);
 }
@@ -295,7 +296,7 @@ static AI TGT void tile_q6_K_impl(int n, const void *vw, size_t w_stride, const 
     for (int r = 0; r < NR; r++)
       for (int i = 0; i < nb; i++) {
         for (int l = 0; l < 4; l++) _mm_prefetch((const char *)(Q6_ROW(r) + i) + 4 * PF_AHEAD + 64 * l, _MM_HINT_T0);
-        q6_K_block(Q6_ROW(r) + i, i, act, act_stride, 1, acc[r]);
+        q6_K_block(mk_q6_at(0, vw, w_stride, nb, r, i), i, act, act_stride, 1, acc[r]);
       }
   } else {
     /* several tokens: blocks outer, rows inner, prefetching the same block of the next tile's rows */
@@ -303,7 +304,7 @@ static AI TGT void tile_q6_K_impl(int n, const void *vw, size_t w_stride, const 
       for (int r = 0; r < NR; r++) {
         const block_q6_K *w = Q6_ROW(r) + i;
         for (int l = 0; l < 4; l++) _mm_prefetch((const char *)w + (size_t)NR * w_stride + 64 * l, _MM_HINT_T0);
-        q6_K_block(w, i, act, act_stride, NT, acc[r]);
+        q6_K_block(mk_q6_at(0, vw, w_stride, nb, r, i), i, act, act_stride, NT, acc[r]);
       }
   }
 #undef Q6_ROW
@@ -321,6 +322,22 @@ static TGT void tile_q6_K(int n, const void *w, size_t w_stride, int nr, const v
   switch (nr * 16 + nt) {
     Q6_TILE_ROW(1) Q6_TILE_ROW(2) Q6_TILE_ROW(3) Q6_TILE_ROW(4)
     default: break;
+  }
+}
+
+/* T_Q6_K_R16 (common.h) on AVX2 (the AVX-512 CPUs that repack run kernels_avx512.c; this serves setSimd(2)):
+ * each row of the group through q6_K_block, up to MK_TILE_TOKENS tokens per pass. */
+TGT void mk_q6K_r16_group_avx2(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, int T, float *s,
+                               size_t s_stride) {
+  for (int t0 = 0; t0 < T; t0 += MK_TILE_TOKENS) {
+    const int nt = T - t0 < MK_TILE_TOKENS ? T - t0 : MK_TILE_TOKENS;
+    const uint8_t *a = act + (size_t)t0 * act_stride;
+    for (int r = 0; r < MK_R16; r++) {
+      __m256 acc[MK_TILE_TOKENS];
+      for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+      for (int i = 0; i < nb; i++) q6_K_block(mk_q6_at(1, wg, 0, nb, r, i), i, a, act_stride, nt, acc);
+      for (int t = 0; t < nt; t++) s[(size_t)(t0 + t) * s_stride + r] = hsum_ps(acc[t]);
+    }
   }
 }
 
@@ -442,5 +459,9 @@ int mk_avx2_fill(int type, mk_type_ops *o) {
 
 int mk_cpu_has_avx2(void) { return 0; }
 int mk_avx2_fill(int type, mk_type_ops *o) { (void)type; (void)o; return 0; }
+void mk_q6K_r16_group_avx2(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, int T, float *s,
+                           size_t s_stride) {
+  (void)nb; (void)wg; (void)act; (void)act_stride; (void)T; (void)s; (void)s_stride;
+}
 
 #endif

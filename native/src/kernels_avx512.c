@@ -146,11 +146,12 @@ static TGT5 void dot_q8_0_512(int n, const void *w, const void *act, size_t act_
  * Each 256-bit half computes exactly the int32 lanes of the AVX2 Q6_K kernel (maddubs, then vpdpwssd in
  * place of madd + add: exact integer sums, so the same lanes), one f32 FMA of dw·dx per block into its own
  * accumulator and one hsum at the end, so results are bit-identical to kernels_avx2.c. NT == 1: tile1_q6_K_impl
- * below (two rows per vector instead).
+ * below (two rows per vector instead). Rows r0 .. r0+NR-1 of vw, as stored (R16 == 0, r0 == 0) or in
+ * T_Q6_K_R16 (R16 != 0: vw the group, r0 + NR <= 16); mk_q6_at (common.h) gives their fields.
  */
 
-static AI TGT5 void tile2_q6_K_impl(int n, const void *vw, size_t w_stride, const void *act, size_t act_stride,
-                                    float *s, size_t s_stride, const int NR, const int NT) {
+static AI TGT5 void tile2_q6_K_impl(const int R16, int n, const void *vw, size_t w_stride, int r0, const void *act,
+                                    size_t act_stride, float *s, size_t s_stride, const int NR, const int NT) {
   const int NP = (NT + 1) / 2;
   __m512 acc[4][4];
   for (int r = 0; r < NR; r++)
@@ -170,17 +171,26 @@ static AI TGT5 void tile2_q6_K_impl(int n, const void *vw, size_t w_stride, cons
                                  _mm256_loadu_si256((const __m256i *)x1[p]->bsums), 1);
     }
     for (int r = 0; r < NR; r++) {
-      const block_q6_K *w = (const block_q6_K *)((const char *)vw + (size_t)r * w_stride) + i;
-      for (int l = 0; l < 4; l++) _mm_prefetch((const char *)w + (size_t)NR * w_stride + 64 * l, _MM_HINT_T0);
-      const __m128i sc8 = _mm_loadu_si128((const __m128i *)w->scales);
+      const mk_q6_fields w = mk_q6_at(R16, vw, w_stride, nb, r0 + r, i);
+      /* the same block of the next tile's rows (as stored: its 4 lines; repacked: its fields) */
+      const mk_q6_fields wn = mk_q6_at(R16, vw, w_stride, nb, r0 + r + NR, i);
+      if (R16) {
+        for (int l = 0; l < 3; l++) _mm_prefetch((const char *)wn.ql + 63 * l + (l > 0), _MM_HINT_T0);
+        _mm_prefetch((const char *)wn.qh, _MM_HINT_T0);
+        _mm_prefetch((const char *)wn.qh + 63, _MM_HINT_T0);
+        _mm_prefetch((const char *)wn.sc, _MM_HINT_T0);
+      } else {
+        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)wn.ql + 64 * l, _MM_HINT_T0);
+      }
+      const __m128i sc8 = _mm_loadu_si128((const __m128i *)w.sc);
       const __m512i sc16 = _mm512_broadcast_i64x4(_mm256_cvtepi8_epi16(sc8));
       __m512i sumi[4];
       for (int p = 0; p < NP; p++)
         sumi[p] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_madd_epi16(sc16, bs[p]), 5));
       for (int h = 0; h < 2; h++) {
-        const __m512i qlA = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->ql + 64 * h)));
-        const __m512i qlB = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32)));
-        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qh + 32 * h)));
+        const __m512i qlA = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w.ql + 64 * h)));
+        const __m512i qlB = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w.ql + 64 * h + 32)));
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w.qh + 32 * h)));
         __m512i q[4], sv[4];
         q[0] = _mm512_or_si512(_mm512_and_si512(qlA, m4), _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30));
         q[1] = _mm512_or_si512(_mm512_and_si512(qlB, m4), _mm512_and_si512(_mm512_slli_epi16(qh, 2), m30));
@@ -200,7 +210,7 @@ static AI TGT5 void tile2_q6_K_impl(int n, const void *vw, size_t w_stride, cons
           }
         }
       }
-      const __m512 dw = _mm512_set1_ps(f16_to_f32(w->d));
+      const __m512 dw = _mm512_set1_ps(mk_q6_d(&w));
       for (int p = 0; p < NP; p++)
         acc[r][p] = _mm512_fmadd_ps(_mm512_mul_ps(dx[p], dw), _mm512_cvtepi32_ps(sumi[p]), acc[r][p]);
     }
@@ -214,13 +224,58 @@ static AI TGT5 void tile2_q6_K_impl(int n, const void *vw, size_t w_stride, cons
 }
 
 /*
- * Q6_K tile, NT == 1 (decode): two ROWS per 512-bit vector, [row r0 | row r1] in the low and high 256 bits,
+ * Q6_K, NT == 1 (decode): two ROWS per 512-bit vector, [row r0 | row r1] in the low and high 256 bits,
  * the activation block broadcast to both halves. Each half holds exactly the lanes of q6_K_block
  * (kernels_avx2.c) for its row: the same q bytes (vpternlogd only merges the same masked fields), the
  * same int16 scale words (vpermw picks them from the row's sign-extended scales), maddubs then vpdpwssd
  * (exact int32 sums, in any order, so the same lanes as madd + add), one f32 FMA per block of (x->d·dw)
- * into the row's own accumulator, one hsum_ps5 per row at the end: bit-identical to the AVX2 tile. An odd
- * last row is run in both halves (the high half is dropped).
+ * into the row's own accumulator, one hsum_ps5 per row at the end: bit-identical to the AVX2 tile.
+ * q6_K_pair1 is one block of one pair of rows (fields f0, f1, as stored or in T_Q6_K_R16) times the
+ * token's block (bsums bs, quants y[4h + k] = qs[128h + 32k ..] in both halves, scale dx), into acc.
+ */
+static AI TGT5 __m512 q6_K_pair1(mk_q6_fields f0, mk_q6_fields f1, const __m512i bs, const __m512i *y, const __m512 dx,
+                                 __m512 acc) {
+  const __m512i m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
+  /* vpermw index for sub-blocks (a, a+1) of both rows: words 0-7 <- a, 8-15 <- a+1, 16-23 <- 16+a, 24-31 <- 17+a */
+  const __m512i sel0 = _mm512_set_epi16(17, 17, 17, 17, 17, 17, 17, 17, 16, 16, 16, 16, 16, 16, 16, 16,
+                                        1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m256i sc8 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)f0.sc)),
+                                              _mm_loadu_si128((const __m128i *)f1.sc), 1);
+  const __m512i sc16 = _mm512_cvtepi8_epi16(sc8); /* row r0's 16 scales, then row r1's */
+  __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_madd_epi16(sc16, bs), 5));
+  for (int h = 0; h < 2; h++) {
+#define LD2(f) _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(f0.f))), \
+                                  _mm256_loadu_si256((const __m256i *)(f1.f)), 1)
+    const __m512i qlA = LD2(ql + 64 * h), qlB = LD2(ql + 64 * h + 32), qh = LD2(qh + 32 * h);
+#undef LD2
+    /* (a & m4) | b with b already masked to 0x30: the same bytes as the AVX2 and/or */
+    __m512i q[4];
+    q[0] = _mm512_ternarylogic_epi32(qlA, _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30), m4, 0xEC);
+    q[1] = _mm512_ternarylogic_epi32(qlB, _mm512_and_si512(_mm512_slli_epi16(qh, 2), m30), m4, 0xEC);
+    q[2] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(qlA, 4), _mm512_and_si512(qh, m30), m4, 0xEC);
+    q[3] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(qlB, 4), _mm512_and_si512(_mm512_srli_epi16(qh, 2), m30), m4, 0xEC);
+    for (int k = 0; k < 4; k++) {
+      const __m512i sv = _mm512_permutexvar_epi16(_mm512_add_epi16(sel0, _mm512_set1_epi16((short)(8 * h + 2 * k))), sc16);
+      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[k], y[4 * h + k]), sv);
+    }
+  }
+  const __m512 dw = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(mk_q6_d(&f0)), _mm512_set1_ps(mk_q6_d(&f1)));
+  return _mm512_fmadd_ps(_mm512_mul_ps(dx, dw), _mm512_cvtepi32_ps(sumi), acc);
+}
+
+/* The token's block i for q6_K_pair1: bsums and the 8 quant vectors, broadcast to both halves. */
+static AI TGT5 void q6_K_act1(const block_q8_K *x, __m512i *bs, __m512i *y) {
+  *bs = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x->bsums));
+  for (int k = 0; k < 8; k++) y[k] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qs + 32 * k)));
+}
+
+static AI TGT5 void store_pair(float *s, __m512 acc, int both) {
+  s[0] = hsum_ps5(_mm512_castps512_ps256(acc));
+  if (both) s[1] = hsum_ps5(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
+}
+
+/*
+ * As stored: NR <= 4 rows, an odd last row run in both halves (the high half dropped).
  * Software prefetch: the same block of a later tile's rows, whole tiles and at least Q6_PF_MIN bytes ahead
  * (measured on hot and DRAM matmuls: one tile, 16 KiB, an extra L2 prefetch farther on, or prefetching the
  * next tiles in address order are no better).
@@ -228,69 +283,52 @@ static AI TGT5 void tile2_q6_K_impl(int n, const void *vw, size_t w_stride, cons
 #define Q6_PF_MIN 4096
 static AI TGT5 void tile1_q6_K_impl(int n, const void *vw, size_t w_stride, float *s, const void *act, const int NR) {
   const int NP = (NR + 1) / 2;
-  const __m512i m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
-  /* vpermw index for sub-blocks (a, a+1) of both rows: words 0-7 <- a, 8-15 <- a+1, 16-23 <- 16+a, 24-31 <- 17+a */
-  const __m512i sel0 = _mm512_set_epi16(17, 17, 17, 17, 17, 17, 17, 17, 16, 16, 16, 16, 16, 16, 16, 16,
-                                        1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
   const int nb = n / QK_K;
   const block_q8_K *x = (const block_q8_K *)act;
   const size_t tile = (size_t)NR * w_stride, pfd = tile ? (Q6_PF_MIN + tile - 1) / tile * tile : Q6_PF_MIN;
-#define Q6_ROW1(r) ((const block_q6_K *)((const char *)vw + (size_t)(r) * w_stride))
   for (int i = 0; i < nb; i++) {
-    const __m512i bs = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x[i].bsums));
-    __m512i sc16[2], sumi[2];
-    for (int p = 0; p < NP; p++) {
-      const int r0 = 2 * p, r1 = 2 * p + 1 < NR ? 2 * p + 1 : r0;
-      const block_q6_K *w0 = Q6_ROW1(r0) + i, *w1 = Q6_ROW1(r1) + i;
-      for (int l = 0; l < 4; l++) {
-        _mm_prefetch((const char *)w0 + pfd + 64 * l, _MM_HINT_T0);
-        if (r1 != r0) _mm_prefetch((const char *)w1 + pfd + 64 * l, _MM_HINT_T0);
-      }
-      const __m256i sc8 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)w0->scales)),
-                                                  _mm_loadu_si128((const __m128i *)w1->scales), 1);
-      sc16[p] = _mm512_cvtepi8_epi16(sc8); /* row r0's 16 scales, then row r1's */
-      sumi[p] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_madd_epi16(sc16[p], bs), 5));
-    }
-    for (int h = 0; h < 2; h++) {
-      __m512i y[4];
-      for (int k = 0; k < 4; k++) y[k] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x[i].qs + 128 * h + 32 * k)));
-      for (int p = 0; p < NP; p++) {
-        const int r0 = 2 * p, r1 = 2 * p + 1 < NR ? 2 * p + 1 : r0;
-        const block_q6_K *w0 = Q6_ROW1(r0) + i, *w1 = Q6_ROW1(r1) + i;
-#define LD2(f) _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w0->f))), \
-                                  _mm256_loadu_si256((const __m256i *)(w1->f)), 1)
-        const __m512i qlA = LD2(ql + 64 * h), qlB = LD2(ql + 64 * h + 32), qh = LD2(qh + 32 * h);
-#undef LD2
-        /* (a & m4) | b with b already masked to 0x30: the same bytes as the AVX2 and/or */
-        __m512i q[4];
-        q[0] = _mm512_ternarylogic_epi32(qlA, _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30), m4, 0xEC);
-        q[1] = _mm512_ternarylogic_epi32(qlB, _mm512_and_si512(_mm512_slli_epi16(qh, 2), m30), m4, 0xEC);
-        q[2] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(qlA, 4), _mm512_and_si512(qh, m30), m4, 0xEC);
-        q[3] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(qlB, 4), _mm512_and_si512(_mm512_srli_epi16(qh, 2), m30), m4, 0xEC);
-        for (int k = 0; k < 4; k++) {
-          const __m512i sv = _mm512_permutexvar_epi16(_mm512_add_epi16(sel0, _mm512_set1_epi16((short)(8 * h + 2 * k))), sc16[p]);
-          sumi[p] = _mm512_dpwssd_epi32(sumi[p], _mm512_maddubs_epi16(q[k], y[k]), sv);
-        }
-      }
-    }
+    __m512i bs, y[8];
+    q6_K_act1(x + i, &bs, y);
     const __m512 dx = _mm512_set1_ps(x[i].d);
     for (int p = 0; p < NP; p++) {
       const int r0 = 2 * p, r1 = 2 * p + 1 < NR ? 2 * p + 1 : r0;
-      const __m512 dw = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(f16_to_f32((Q6_ROW1(r0) + i)->d)),
-                                             _mm512_set1_ps(f16_to_f32((Q6_ROW1(r1) + i)->d)));
-      acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(dx, dw), _mm512_cvtepi32_ps(sumi[p]), acc[p]);
+      const mk_q6_fields f0 = mk_q6_at(0, vw, w_stride, nb, r0, i), f1 = mk_q6_at(0, vw, w_stride, nb, r1, i);
+      for (int l = 0; l < 4; l++) {
+        _mm_prefetch((const char *)f0.ql + pfd + 64 * l, _MM_HINT_T0);
+        if (r1 != r0) _mm_prefetch((const char *)f1.ql + pfd + 64 * l, _MM_HINT_T0);
+      }
+      acc[p] = q6_K_pair1(f0, f1, bs, y, dx, acc[p]);
     }
   }
-#undef Q6_ROW1
-  for (int p = 0; p < NP; p++) {
-    s[2 * p] = hsum_ps5(_mm512_castps512_ps256(acc[p]));
-    if (2 * p + 1 < NR) s[2 * p + 1] = hsum_ps5(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1)));
+  for (int p = 0; p < NP; p++) store_pair(s + 2 * p, acc[p], 2 * p + 1 < NR);
+}
+
+/*
+ * T_Q6_K_R16, one token: the 16 rows of a group, 8 pairs per block; block i of the group is one contiguous
+ * 3360-byte run, prefetched Q6R16_PREFETCH bytes ahead, 7 lines per pair (53 lines a block).
+ */
+#ifndef Q6R16_PREFETCH
+#define Q6R16_PREFETCH MK_Q6R16_BLOCK
+#endif
+static AI TGT5 void q6K_r16_t1(int nb, const uint8_t *wg, const block_q8_K *x, float *s) {
+  __m512 acc[8];
+  for (int p = 0; p < 8; p++) acc[p] = _mm512_setzero_ps();
+  for (int i = 0; i < nb; i++) {
+    const char *b = (const char *)wg + (size_t)i * MK_Q6R16_BLOCK;
+    __m512i bs, y[8];
+    q6_K_act1(x + i, &bs, y);
+    const __m512 dx = _mm512_set1_ps(x[i].d);
+    for (int p = 0; p < 8; p++) {
+      for (int l = 0; l < 7; l++) _mm_prefetch(b + Q6R16_PREFETCH + 64 * (7 * p + l), _MM_HINT_T0);
+      acc[p] = q6_K_pair1(mk_q6_at(1, wg, 0, nb, 2 * p, i), mk_q6_at(1, wg, 0, nb, 2 * p + 1, i), bs, y, dx, acc[p]);
+    }
   }
+  for (int p = 0; p < 8; p++) store_pair(s + 2 * p, acc[p], 1);
 }
 
 #define Q6_CASE(R, T) \
-  case (R) * 16 + (T): tile2_q6_K_impl(n, w, w_stride, act, act_stride, s, s_stride, R, T); break;
+  case (R) * 16 + (T): tile2_q6_K_impl(0, n, w, w_stride, 0, act, act_stride, s, s_stride, R, T); break;
 #define Q6_ROW(R) Q6_CASE(R, 2) Q6_CASE(R, 3) Q6_CASE(R, 4) Q6_CASE(R, 5) Q6_CASE(R, 6) Q6_CASE(R, 7) Q6_CASE(R, 8)
 
 static TGT5 void tile_q6_K_512(int n, const void *w, size_t w_stride, int nr, const void *act, size_t act_stride,
@@ -302,6 +340,30 @@ static TGT5 void tile_q6_K_512(int n, const void *w, size_t w_stride, int nr, co
     case 64 + 1: tile1_q6_K_impl(n, w, w_stride, s, act, 4); break;
     Q6_ROW(1) Q6_ROW(2) Q6_ROW(3) Q6_ROW(4)
     default: break;
+  }
+}
+#undef Q6_CASE
+#undef Q6_ROW
+
+/* T_Q6_K_R16 (common.h): one group of 16 rows × T tokens, s[t*s_stride + r]. One token: q6K_r16_t1; more:
+ * tiles of 4 rows × up to 8 tokens through tile2_q6_K_impl on the group's fields (as the stored layout's
+ * rows_times_tokens: each 4-row tile runs over the group's blocks for every token tile). */
+TGT5 void mk_q6K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, int T, float *s,
+                               size_t s_stride) {
+  for (int t0 = 0; t0 < T; t0 += MK_TILE_TOKENS) {
+    const int nt = T - t0 < MK_TILE_TOKENS ? T - t0 : MK_TILE_TOKENS;
+    const uint8_t *a = act + (size_t)t0 * act_stride;
+    float *o = s + (size_t)t0 * s_stride;
+    if (nt == 1) {
+      q6K_r16_t1(nb, wg, (const block_q8_K *)a, o);
+      continue;
+    }
+    for (int r = 0; r < MK_R16; r += 4) {
+#define Q6R_CASE(T) \
+  case T: tile2_q6_K_impl(1, nb * QK_K, wg, 0, r, a, act_stride, o + r, s_stride, 4, T); break;
+      switch (nt) { Q6R_CASE(2) Q6R_CASE(3) Q6R_CASE(4) Q6R_CASE(5) Q6R_CASE(6) Q6R_CASE(7) Q6R_CASE(8) default: break; }
+#undef Q6R_CASE
+    }
   }
 }
 
@@ -526,6 +588,10 @@ void mk_q4K_r16_pack_512(uint8_t *dst, const uint8_t *src, int g0, int g1, int K
 void mk_q4K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, int nt, int gemm,
                           float *s, size_t s_stride) {
   (void)nb; (void)wg; (void)act; (void)act_stride; (void)nt; (void)gemm; (void)s; (void)s_stride;
+}
+void mk_q6K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, int T, float *s,
+                          size_t s_stride) {
+  (void)nb; (void)wg; (void)act; (void)act_stride; (void)T; (void)s; (void)s_stride;
 }
 
 #endif

@@ -330,7 +330,7 @@ size_t mk_row_bytes(int type, int n) {
     case T_Q4_0: return (size_t)(n / 32) * 18;
     case T_Q4_K: case T_Q4_K_R16: return (size_t)(n / 256) * 144;
     case T_Q5_K: return (size_t)(n / 256) * 176;
-    case T_Q6_K: return (size_t)(n / 256) * 210;
+    case T_Q6_K: case T_Q6_K_R16: return (size_t)(n / 256) * 210;
     case T_Q8_K: return (size_t)(n / 256) * 292;
     default: return 0;
   }

@@ -21,11 +21,16 @@
 #include "pool.h"
 
 
-static const int kTypes[] = {T_F32, T_F16, T_BF16, T_Q8_0, T_Q4_0, T_Q4_K, T_Q5_K, T_Q6_K, T_Q4_K_R16, T_Q8_0_R16};
+static const int kTypes[] = {T_F32, T_F16, T_BF16, T_Q8_0, T_Q4_0, T_Q4_K, T_Q5_K, T_Q6_K, T_Q4_K_R16, T_Q8_0_R16,
+                             T_Q6_K_R16};
 #define NTYPES ((int)(sizeof kTypes / sizeof kTypes[0]))
 /* simd level: 0 scalar, 1 AVX2, 2 AVX-512 (VNNI) on top of AVX2 */
 static mk_type_ops scalar_ops[NTYPES], avx2_ops[NTYPES], avx512_ops[NTYPES];
 static int has_avx2, has_avx512, use_simd;
+
+static int is_r16(int type) { return type == T_Q4_K_R16 || type == T_Q8_0_R16 || type == T_Q6_K_R16; }
+/* the stored type a repacked type is made from (its sizes and activation type) */
+static int r16_source(int type) { return type == T_Q4_K_R16 ? T_Q4_K : type == T_Q8_0_R16 ? T_Q8_0 : T_Q6_K; }
 
 void mk_ops_init(void) {
   mk_init_tables();
@@ -39,13 +44,13 @@ void mk_ops_init(void) {
     avx512_ops[i] = avx2_ops[i];
     if (has_avx512) mk_avx512_fill(kTypes[i], &avx512_ops[i]);
   }
-  /* T_Q4_K_R16 / T_Q8_0_R16: Q4_K's / Q8_0's sizes and activation type; their rows are computed by
-   * r16_rows only */
+  /* T_Q4_K_R16 / T_Q8_0_R16 / T_Q6_K_R16: Q4_K's / Q8_0's / Q6_K's sizes and activation type; their rows are
+   * computed by r16_rows only */
   for (int i = 0; i < NTYPES; i++)
-    if (kTypes[i] == T_Q4_K_R16 || kTypes[i] == T_Q8_0_R16) {
+    if (is_r16(kTypes[i])) {
       mk_type_ops *lv[3] = {&scalar_ops[i], &avx2_ops[i], &avx512_ops[i]};
       for (int l = 0; l < 3; l++) {
-        *lv[l] = *mk_ops(kTypes[i] == T_Q4_K_R16 ? T_Q4_K : T_Q8_0, l);
+        *lv[l] = *mk_ops(r16_source(kTypes[i]), l);
         lv[l]->type = kTypes[i];
         lv[l]->dot = NULL;
         lv[l]->dot_tile = NULL;
@@ -90,14 +95,13 @@ static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 static int imin(int a, int b) { return a < b ? a : b; }
 
-/* ---- weights repacked by 16 rows (T_Q4_K_R16, T_Q8_0_R16) -------------------------------- */
-
-static int is_r16(int type) { return type == T_Q4_K_R16 || type == T_Q8_0_R16; }
+/* ---- weights repacked by 16 rows (T_Q4_K_R16, T_Q8_0_R16, T_Q6_K_R16) -------------------- */
 
 /* y[t*ystride + 16g + r] for 16-row groups g < ngroups of w; Q4_K: tokens t < tg in ggml's gemm order */
 static void r16_rows(int type, const uint8_t *w, int K, int ngroups, const uint8_t *act, size_t arow, int T, int tg,
                      float *y, size_t ystride) {
   if (type == T_Q4_K_R16) mkc_q4K_r16_rows(w, K, ngroups, act, arow, T, tg, y, ystride, use_simd);
+  else if (type == T_Q6_K_R16) mk_q6K_r16_rows(w, K, ngroups, act, arow, T, y, ystride, use_simd);
   else mk_q8_0_r16_rows(w, K, ngroups, act, arow, T, y, ystride, use_simd);
 }
 
@@ -645,7 +649,7 @@ int mk_prefault(const void *p, size_t n, int write) {
 #endif
 }
 
-/* ---- repacking by 16 rows (T_Q4_K_R16, T_Q8_0_R16) ---------------------------------------- */
+/* ---- repacking by 16 rows (T_Q4_K_R16, T_Q8_0_R16, T_Q6_K_R16) ---------------------------- */
 
 /* Groups (16 rows, contiguous in the source) read per pread: ~300 KB for K = 2048, an L2-sized bounce buffer. */
 #define REPACK_GROUPS 16
@@ -756,12 +760,14 @@ static void repack_run(repack_job *j, int nth) {
 }
 
 int mk_repack_r16(uint8_t *dst, const uint8_t *src, int type, int N, int K, int nth) {
-  if ((type != T_Q4_K && type != T_Q8_0) || N % MK_R16 || K % (type == T_Q4_K ? QK_K : QK8_0)) return 0;
+  if ((type != T_Q4_K && type != T_Q8_0 && type != T_Q6_K) || N % MK_R16 || K % (type == T_Q8_0 ? QK8_0 : QK_K)) return 0;
   const size_t group_bytes = mk_row_bytes(type, K) * MK_R16;
-  /* 16-lane gathers where the group's byte offsets fit them (i32); the layout is the same */
+  /* 16-lane gathers where the group's byte offsets fit them (i32); the layout is the same. Q6_K: whole
+   * fields (memcpy); setSimd(0) runs the byte-by-byte reference */
   const int gather = use_simd >= 2 && group_bytes <= INT32_MAX;
-  repack_job j = {dst, src, type == T_Q4_K ? (gather ? mk_q4K_r16_pack_512 : mkc_q4K_r16_pack)
-                                           : (gather ? mk_q8_0_r16_pack_512 : mkc_q8_0_r16_pack),
+  repack_job j = {dst, src, type == T_Q4_K   ? (gather ? mk_q4K_r16_pack_512 : mkc_q4K_r16_pack)
+                            : type == T_Q8_0 ? (gather ? mk_q8_0_r16_pack_512 : mkc_q8_0_r16_pack)
+                                             : (use_simd ? mk_q6K_r16_pack_fast : mkc_q6K_r16_pack),
                   N / MK_R16, K, group_bytes, -1, 0, NULL};
   repack_run(&j, nth);
   return 1;

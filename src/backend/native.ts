@@ -32,8 +32,8 @@ export interface Addon {
   ): void;
   getRows(out: Float32Array, w: Uint8Array, type: number, K: number, rows: Int32Array): void;
   /**
-   * Q4_K or Q8_0 [N, K] (N a multiple of 16) into the addon's 16-row repacked layout (type Q4_K_R16 /
-   * Q8_0_R16, the same byte size); when `src` is a read-only file mapping (the model), its pages then
+   * Q4_K, Q8_0 or Q6_K [N, K] (N a multiple of 16) into the addon's 16-row repacked layout (type Q4_K_R16 /
+   * Q8_0_R16 / Q6_K_R16, the same byte size); when `src` is a read-only file mapping (the model), its pages then
    * leave the process (RSS).
    */
   repack(dst: Uint8Array, src: Uint8Array, type: number, N: number, K: number, threads: number): void;
@@ -117,11 +117,11 @@ const NATIVE_TYPES: ReadonlySet<GGMLType> = new Set([
   GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
 ]);
 
-/** native/src/common.h T_Q4_K_R16 / T_Q8_0_R16: rows repacked by 16 for the AVX-512 kernels (not GGUF types). */
-const R16_TYPE: ReadonlyMap<GGMLType, number> = new Map([[GGMLType.Q4_K, 140], [GGMLType.Q8_0, 141]]);
+/** native/src/common.h T_Q4_K_R16 / T_Q8_0_R16 / T_Q6_K_R16: rows repacked by 16 for the AVX-512 kernels (not GGUF types). */
+const R16_TYPE: ReadonlyMap<GGMLType, number> = new Map([[GGMLType.Q4_K, 140], [GGMLType.Q8_0, 141], [GGMLType.Q6_K, 142]]);
 /**
- * The process's own copies of weights, made on first use (weights are never written after loading): Q4_K and
- * Q8_0 repacked by 16 rows, other types of a mapped file as stored. Out of the mapping, the page cache cannot
+ * The process's own copies of weights, made on first use (weights are never written after loading): Q4_K,
+ * Q8_0 and Q6_K repacked by 16 rows, other types of a mapped file as stored. Out of the mapping, the page cache cannot
  * reclaim them between uses (the qwen3-30b-a3b shape in 23 GiB took ~120 page faults per decode step on its
  * mapped Q6_K tensors).
  */
@@ -142,7 +142,7 @@ export function residentData(w: Tensor): Uint8Array {
 }
 
 /**
- * The bytes and type id the addon multiplies `w` with: Q4_K and Q8_0 tensors whose row groups (`rows` per
+ * The bytes and type id the addon multiplies `w` with: Q4_K, Q8_0 and Q6_K tensors whose row groups (`rows` per
  * matrix: N, or F/D of an expert) are multiples of 16 go through the AVX-512 kernels in the repacked
  * layout (the same results, bit for bit), as llama.cpp repacks Q4_K at load time (its CPU_REPACK
  * buffer); other tensors of a mapped file are copied as stored; everything else is used where it is.
@@ -249,7 +249,7 @@ export class NativeBackend implements Backend {
   readonly name = 'native';
   readonly threads: number;
   private readonly addon: Addon;
-  /** Q4_K and Q8_0 weights are repacked (weightData): the CPU has the AVX-512 kernels */
+  /** Q4_K, Q8_0 and Q6_K weights are repacked (weightData): the CPU has the AVX-512 kernels */
   private readonly repack: boolean;
 
   constructor({ threads = 1 }: NativeBackendOptions = {}) {
