@@ -153,6 +153,13 @@ napi_value js_alloc_pages(napi_env env, napi_callback_info info) {
     return throw_range_error(env, "allocPages(length): length must be an integer in [1, 2^46]");
   void *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return throw_errno(env, "allocPages: mmap failed for", "anonymous memory", errno);
+  /* transparent huge pages for weight copies (where THP is "madvise", as on the VMs we measure on): a TLB entry
+   * per 2 MiB instead of per 4 KiB of weights read once per token. moekit bench, olmoe 2 threads, A/B pairs
+   * 07:21-07:29 UTC: Q4_K_M 91/84% vs 78/71% of the roofline, Q8_0 76/84% vs 72/70%, prompt 5-25% faster.
+   * MOEKIT_NO_HUGEPAGES=1 turns it off. */
+#ifdef MADV_HUGEPAGE
+  if (len >= ((uint64_t)2 << 20) && !getenv("MOEKIT_NO_HUGEPAGES")) madvise(p, (size_t)len, MADV_HUGEPAGE);
+#endif
   napi_value ab;
   if (napi_create_external_arraybuffer(env, p, (size_t)len, pages_finalize, (void *)(uintptr_t)len, &ab) != napi_ok) {
     munmap(p, (size_t)len);
