@@ -422,7 +422,7 @@ test('Q4_K, Q8_0 and Q6_K repack from a mapped file (read through the page cache
       const view = new Uint8Array(a.mmapView(h, pre, w.data.byteLength));
       const scalar = new Uint8Array(w.data.byteLength);
       const prev = a.cpuFeatures().simd;
-      a.setSimd(0); // mkc_q4K_r16_pack / mkc_q8_0_r16_pack / mkc_q6K_r16_pack, the references for the AVX-512 gathers / memcpy
+      a.setSimd(0); // mkc_q4K_r16_pack / mkc_q8_0_r16_pack, the references for the AVX-512 gathers (Q6_K: one memcpy packing)
       try {
         a.repack(scalar, w.data, Q, N, K, 1);
       } finally {

@@ -210,8 +210,7 @@ static inline float mk_q6_d(const mk_q6_fields *f) {
   memcpy(&h, f->d, 2);
   return f16_to_f32(h);
 }
-void mkc_q6K_r16_pack(uint8_t *dst, const uint8_t *src, int g0, int g1, int K);
-void mk_q6K_r16_pack_fast(uint8_t *dst, const uint8_t *src, int g0, int g1, int K);
+void mk_q6K_r16_pack(uint8_t *dst, const uint8_t *src, int g0, int g1, int K);
 /* y[t*ystride + 16g + r] = row r of group g · act_t, t < T, g < ngroups (simd 2: AVX-512, 1: AVX2, 0: scalar) */
 void mk_q6K_r16_rows(const uint8_t *w, int K, int ngroups, const uint8_t *act, size_t arow, int T, float *y,
                      size_t ystride, int simd);

@@ -763,11 +763,11 @@ int mk_repack_r16(uint8_t *dst, const uint8_t *src, int type, int N, int K, int 
   if ((type != T_Q4_K && type != T_Q8_0 && type != T_Q6_K) || N % MK_R16 || K % (type == T_Q8_0 ? QK8_0 : QK_K)) return 0;
   const size_t group_bytes = mk_row_bytes(type, K) * MK_R16;
   /* 16-lane gathers where the group's byte offsets fit them (i32); the layout is the same. Q6_K: whole
-   * fields (memcpy); setSimd(0) runs the byte-by-byte reference */
+   * fields (memcpy) at every level */
   const int gather = use_simd >= 2 && group_bytes <= INT32_MAX;
   repack_job j = {dst, src, type == T_Q4_K   ? (gather ? mk_q4K_r16_pack_512 : mkc_q4K_r16_pack)
                             : type == T_Q8_0 ? (gather ? mk_q8_0_r16_pack_512 : mkc_q8_0_r16_pack)
-                                             : (use_simd ? mk_q6K_r16_pack_fast : mkc_q6K_r16_pack),
+                                             : mk_q6K_r16_pack,
                   N / MK_R16, K, group_bytes, -1, 0, NULL};
   repack_run(&j, nth);
   return 1;

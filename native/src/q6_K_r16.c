@@ -16,25 +16,9 @@
 
 /* ---- packing ----------------------------------------------------------------------------- */
 
-/* Groups [g0, g1) of Q6_K [*, K] (rows contiguous) into T_Q6_K_R16, byte by byte: the reference. */
-void mkc_q6K_r16_pack(uint8_t *dst, const uint8_t *src, int g0, int g1, int K) {
-  const int nb = K / QK_K;
-  for (int g = g0; g < g1; g++)
-    for (int i = 0; i < nb; i++) {
-      uint8_t *o = dst + ((size_t)g * nb + i) * MK_Q6R16_BLOCK;
-      for (int r = 0; r < MK_R16; r++) {
-        const block_q6_K *b = (const block_q6_K *)src + (size_t)(MK_R16 * g + r) * nb + i;
-        const uint8_t *d = (const uint8_t *)&b->d;
-        for (int j = 0; j < QK_K / 2; j++) o[128 * r + j] = b->ql[j];
-        for (int j = 0; j < QK_K / 4; j++) o[16 * 128 + 64 * r + j] = b->qh[j];
-        for (int j = 0; j < QK_K / 16; j++) o[16 * 192 + 16 * r + j] = (uint8_t)b->scales[j];
-        for (int j = 0; j < 2; j++) o[16 * 208 + 2 * r + j] = d[j];
-      }
-    }
-}
-
-/* The same layout by whole fields (memcpy of constant sizes: vector moves); the source is read in order. */
-void mk_q6K_r16_pack_fast(uint8_t *dst, const uint8_t *src, int g0, int g1, int K) {
+/* Groups [g0, g1) of Q6_K [*, K] (rows contiguous) into T_Q6_K_R16, field by field (memcpy of constant sizes:
+ * vector moves); the source is read in order. The layout only moves whole fields, so this is its own reference. */
+void mk_q6K_r16_pack(uint8_t *dst, const uint8_t *src, int g0, int g1, int K) {
   const int nb = K / QK_K;
   for (int g = g0; g < g1; g++)
     for (int i = 0; i < nb; i++) {
