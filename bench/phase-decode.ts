@@ -9,6 +9,7 @@ import { argmax, loadModel } from '../src/engine/model.js';
 import { benchRep, promptTokens } from '../src/cli/bench.js';
 import type { Backend } from '../src/backend/backend.js';
 import { typeName } from '../src/tensor.js';
+import { existsSync, readFileSync } from 'node:fs';
 
 const argv = process.argv.slice(2);
 const flag = (f: string, d: number): number => (argv.includes(f) ? Number(argv[argv.indexOf(f) + 1]) : d);
@@ -65,5 +66,10 @@ for (const [k, xs] of [...samples].sort((a, b) => b[1].reduce((s, x) => s + x, 0
 console.log(`TypeScript between calls ${(total - inBackend).toFixed(3)} ms/token (${((100 * (total - inBackend)) / total).toFixed(1)}%); step ${total.toFixed(3)} ms`);
 console.log(`  of which before each kind of call (ms/token): ${[...gaps].map(([k, xs]) => `${k} ${(xs.reduce((s, x) => s + x, 0) / n).toFixed(3)}`).join(', ')}; after the last call ${(stepTail / n).toFixed(3)}`);
 for (const [k, xs] of gaps) { const q = [...xs].sort((a, b) => a - b); console.log(`  gap before ${k}: median ${(q[q.length >> 1]! * 1e3).toFixed(1)} us, p90 ${(q[Math.floor(q.length * 0.9)]! * 1e3).toFixed(1)} us, max ${(q[q.length - 1]! * 1e3).toFixed(0)} us`); }
+// Linux: how much of the process's memory sits in transparent huge pages (weight copies ask for them)
+if (existsSync('/proc/self/smaps_rollup')) {
+  const kb = (k: string): number => Number(/^(\S+):\s+(\d+) kB/m.exec(readFileSync('/proc/self/smaps_rollup', 'utf8').split('\n').find((l) => l.startsWith(k + ':')) ?? '')?.[2] ?? 0);
+  console.log(`RSS ${(kb('Rss') / 2 ** 20).toFixed(2)} GiB, of it in huge pages ${(kb('AnonHugePages') / 2 ** 20).toFixed(2)} GiB`);
+}
 console.log(`page faults minor ${ru1.minorPageFault - ru0.minorPageFault} major ${ru1.majorPageFault - ru0.majorPageFault}; context switches voluntary ${ru1.voluntaryContextSwitches - ru0.voluntaryContextSwitches} involuntary ${ru1.involuntaryContextSwitches - ru0.involuntaryContextSwitches}`);
 await model.close();

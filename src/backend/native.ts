@@ -155,21 +155,15 @@ function weightData(addon: Addon, repack: boolean, w: Tensor, rows: number, thre
   const rowBytes = tensorBytes(w.type, [1, K]);
   const N = w.data.byteLength / rowBytes;
   const r16 = R16_TYPE.get(w.type);
-  if (residentBytes + w.data.byteLength <= RESIDENT_BUDGET) {
-    const p = new Uint8Array(addon.allocPages(w.data.byteLength));
-    let type: number | undefined;
-    if (repack && r16 !== undefined && rows % 16 === 0) {
-      addon.repack(p, w.data, w.type, N, K, threads);
-      type = r16;
-    } else if (addon.residentCopy(p, w.data, N, rowBytes, threads)) {
-      type = w.type;
-    }
-    if (type !== undefined) {
-      resident.set(w.data, { data: p, type });
-      residentBytes += p.byteLength;
-      residentFreed.register(p, p.byteLength);
-      return [p, type];
-    }
+  const type = repack && r16 !== undefined && rows % 16 === 0 ? r16 : w.type;
+  const p = newCopy(addon, w, (p) => {
+    if (type === w.type) return addon.residentCopy(p, w.data, N, rowBytes, threads);
+    addon.repack(p, w.data, w.type, N, K, threads);
+    return true;
+  });
+  if (p) {
+    resident.set(w.data, { data: p, type });
+    return [p, type];
   }
   // map the tensor's pages in one call at first use (as llama.cpp's MAP_POPULATE does at load): otherwise
   // each expert's first touch during decode pays a page fault per 4 KiB-64 KiB
@@ -192,19 +186,24 @@ function rowData(addon: Addon, w: Tensor, threads: number): Uint8Array {
   if (have?.type === w.type) return have.data;
   let copy = rowCopies.get(w.data);
   if (copy === undefined) {
-    copy = null;
-    if (residentBytes + w.data.byteLength <= RESIDENT_BUDGET) {
-      const rowBytes = tensorBytes(w.type, [1, w.shape[w.shape.length - 1]!]);
-      const p = new Uint8Array(addon.allocPages(w.data.byteLength));
-      if (addon.residentCopy(p, w.data, w.data.byteLength / rowBytes, rowBytes, threads)) {
-        copy = p;
-        residentBytes += p.byteLength;
-        residentFreed.register(p, p.byteLength);
-      }
-    }
+    const rowBytes = tensorBytes(w.type, [1, w.shape[w.shape.length - 1]!]);
+    copy = newCopy(addon, w, (p) => addon.residentCopy(p, w.data, w.data.byteLength / rowBytes, rowBytes, threads)) ?? null;
     rowCopies.set(w.data, copy);
   }
   return copy ?? w.data;
+}
+
+/**
+ * Page-aligned memory of w's size filled by `fill` (false: it could not, e.g. w is not a file mapping), counted
+ * against RESIDENT_BUDGET until collected; undefined past the budget or when `fill` fails.
+ */
+function newCopy(addon: Addon, w: Tensor, fill: (p: Uint8Array) => boolean): Uint8Array | undefined {
+  if (residentBytes + w.data.byteLength > RESIDENT_BUDGET) return undefined;
+  const p = new Uint8Array(addon.allocPages(w.data.byteLength));
+  if (!fill(p)) return undefined;
+  residentBytes += p.byteLength;
+  residentFreed.register(p, p.byteLength);
+  return p;
 }
 
 function fail(msg: string): never {
