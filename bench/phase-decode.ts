@@ -2,7 +2,8 @@
  * Where a decode step's time goes: wraps the model's backend calls with timers and prints ms per token for
  * each kind of call (MoE FFN split by down-projection type, the output matrix apart from the other matmuls),
  * their median and p90, the TypeScript remainder (and the gap before each kind of call), page faults and context
- * switches.
+ * switches; and per MoE layer the median call time next to how many of its experts the previous token also used
+ * (on a host that serves rarely read pages more slowly, layers whose experts repeat run faster).
  *   node --import tsx bench/phase-decode.ts <model.gguf> [-t 2] [-p 16] [-n 128]
  */
 import { argmax, loadModel } from '../src/engine/model.js';
@@ -24,6 +25,8 @@ const samples = new Map<string, number[]>();
 /** TypeScript time before each kind of call: since the previous backend call returned */
 const gaps = new Map<string, number[]>();
 let lastEnd = -1;
+/** per moeFfn call in order: its time and expert ids */
+const moeCalls: { ms: number; ids: number[] }[] = [];
 for (const m of ['matmul', 'matmuls', 'moeFfn', 'attention', 'getRows', 'qkPrep', 'addNorm'] as const satisfies readonly (keyof Backend)[]) {
   const f = be[m]!.bind(be);
   be[m] = ((a: { w?: { shape: number[] }; down?: { type: number }; outs?: unknown[] }) => {
@@ -33,6 +36,7 @@ for (const m of ['matmul', 'matmuls', 'moeFfn', 'attention', 'getRows', 'qkPrep'
     const key =
       m === 'matmul' && a.w?.shape[0] === V ? 'matmul (output)' : m === 'moeFfn' ? `moeFfn (down ${typeName(a.down!.type)})` : m === 'matmuls' ? `matmuls (${a.outs!.length})` : m;
     (samples.get(key) ?? samples.set(key, []).get(key)!).push(t1 - t0);
+    if (m === 'moeFfn') moeCalls.push({ ms: t1 - t0, ids: [...(a as unknown as { ids: Int32Array }).ids] });
     if (lastEnd >= 0) (gaps.get(key) ?? gaps.set(key, []).get(key)!).push(t0 - lastEnd);
     lastEnd = t1;
     return r;
@@ -44,6 +48,7 @@ let logits = model.step([{ seq, tokens: prompt }]);
 const buf = new Float32Array(logits.length);
 samples.clear();
 gaps.clear();
+moeCalls.length = 0;
 const ru0 = process.resourceUsage();
 const t0 = performance.now();
 let stepTail = 0;
@@ -66,6 +71,18 @@ for (const [k, xs] of [...samples].sort((a, b) => b[1].reduce((s, x) => s + x, 0
 console.log(`TypeScript between calls ${(total - inBackend).toFixed(3)} ms/token (${((100 * (total - inBackend)) / total).toFixed(1)}%); step ${total.toFixed(3)} ms`);
 console.log(`  of which before each kind of call (ms/token): ${[...gaps].map(([k, xs]) => `${k} ${(xs.reduce((s, x) => s + x, 0) / n).toFixed(3)}`).join(', ')}; after the last call ${(stepTail / n).toFixed(3)}`);
 for (const [k, xs] of gaps) { const q = [...xs].sort((a, b) => a - b); console.log(`  gap before ${k}: median ${(q[q.length >> 1]! * 1e3).toFixed(1)} us, p90 ${(q[Math.floor(q.length * 0.9)]! * 1e3).toFixed(1)} us, max ${(q[q.length - 1]! * 1e3).toFixed(0)} us`); }
+const nL = moeCalls.length / n;
+if (nL >= 1 && Number.isInteger(nL)) {
+  const layers = Array.from({ length: nL }, (_, l) => moeCalls.filter((_, i) => i % nL === l));
+  const reuse = layers.map((cs) => {
+    let hit = 0, all = 0;
+    for (let s = 1; s < cs.length; s++) for (const e of cs[s]!.ids) { all++; if (cs[s - 1]!.ids.includes(e)) hit++; }
+    return all ? hit / all : 0;
+  });
+  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+  console.log('moeFfn per layer: median ms / share of its experts the previous token also used');
+  console.log('  ' + layers.map((cs, l) => `${l}: ${med(cs.map((c) => c.ms)).toFixed(2)}/${(100 * reuse[l]!).toFixed(0)}%`).join('  '));
+}
 // Linux: how much of the process's memory sits in transparent huge pages (weight copies ask for them)
 if (existsSync('/proc/self/smaps_rollup')) {
   const kb = (k: string): number => Number(/^(\S+):\s+(\d+) kB/m.exec(readFileSync('/proc/self/smaps_rollup', 'utf8').split('\n').find((l) => l.startsWith(k + ':')) ?? '')?.[2] ?? 0);
