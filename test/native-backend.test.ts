@@ -765,3 +765,24 @@ test('residentCopy copies a mapped tensor (16-row and single-row groups, 1 and 2
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('readProbe sums every 64-bit word (low 32 bits) with the 512-bit, 256-bit and portable loops, 1-3 threads', { skip }, () => {
+  const a = loadAddon() as unknown as { readProbe(b: Uint8Array, t: number): number; setSimd(on: number | boolean): boolean; cpuFeatures(): { simd: boolean } };
+  const prev = a.cpuFeatures().simd;
+  const r = rng(33);
+  try {
+    for (const n of [8, 1000, 4096 + 8, (1 << 20) + 24, 3 * (1 << 20) + 40]) {
+      const buf = new Uint8Array(n);
+      for (let i = 0; i < n; i++) buf[i] = (r() * 256) | 0;
+      const dv = new DataView(buf.buffer);
+      let want = 0n;
+      for (let i = 0; i + 8 <= n; i += 8) want += dv.getBigUint64(i, true);
+      for (const level of [1, 2, 0]) { // best (AVX-512 where the CPU has it), AVX2 only, portable
+        a.setSimd(level);
+        for (const threads of [1, 2, 3]) assert.equal(a.readProbe(buf, threads), Number(want & 0xffffffffn), `n=${n} simd=${level} threads=${threads}`);
+      }
+    }
+  } finally {
+    a.setSimd(prev);
+  }
+});
