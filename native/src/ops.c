@@ -649,6 +649,23 @@ int mk_prefault(const void *p, size_t n, int write) {
 #endif
 }
 
+/* Weight copies in transparent huge pages where the kernel can make them: allocPages asks for them
+ * (MADV_HUGEPAGE), but a fault finds no free 2 MiB block when memory is fragmented; MADV_COLLAPSE (Linux 6.1)
+ * then moves the range's 4 KiB pages into huge pages (reclaiming and compacting as needed; ranges already in
+ * huge pages are skipped). Best effort: an older kernel or no memory leaves the pages as they are. Streaming
+ * weights from 4 KiB pages costs a TLB miss per page, a two-level page walk in a VM. MOEKIT_NO_HUGEPAGES=1: off. */
+#if defined(__linux__) && !defined(MADV_COLLAPSE)
+#define MADV_COLLAPSE 25
+#endif
+void mk_huge_collapse(void *p, size_t n) {
+#if defined(__linux__)
+  const uintptr_t h = (uintptr_t)2 << 20, b = ((uintptr_t)p + h - 1) & ~(h - 1), e = ((uintptr_t)p + n) & ~(h - 1);
+  if (e > b && !getenv("MOEKIT_NO_HUGEPAGES")) madvise((void *)b, e - b, MADV_COLLAPSE);
+#else
+  (void)p; (void)n;
+#endif
+}
+
 /* ---- repacking by 16 rows (T_Q4_K_R16, T_Q8_0_R16, T_Q6_K_R16) ---------------------------- */
 
 /* Groups (16 rows, contiguous in the source) read per pread: ~300 KB for K = 2048, an L2-sized bounce buffer. */
@@ -749,14 +766,22 @@ static void repack_run(repack_job *j, int nth) {
   }
   if (j->fd < 0) mk_prefault(j->src, bytes, 0); /* one call instead of a fault per page: 2.5× faster from the mapped file */
   mk_pool_run(repack_task, j, nth);
-  if (j->fd >= 0) {
-    close(j->fd);
-    free(j->bounce);
-  }
   /* the source is normally the mapped model file: give its whole pages back (the copy replaces them), as
    * llama.cpp's CPU_REPACK buffer replaces the mapped tensor */
   const uintptr_t b = (s0 + pg - 1) & mask, e = (s0 + bytes) & mask;
   if (e > b && file) madvise((void *)b, e - b, MADV_DONTNEED);
+  if (j->fd >= 0) {
+    /* and, for a file of more than a quarter of the RAM, the page cache's copy of what was read: its copies
+     * and its cached pages would take over half the memory, and the last copies would find no free 2 MiB
+     * blocks (qwen3-30b-a3b, 18 GB in 23 GiB: a third of its last layers in 4 KiB pages, their MoE calls 2-5x
+     * slower). A smaller file stays cached, so loading it again does not read the disk. */
+    struct stat st;
+    const double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)pg;
+    if (fstat(j->fd, &st) == 0 && 4.0 * (double)st.st_size > ram) posix_fadvise(j->fd, j->foff, (off_t)bytes, POSIX_FADV_DONTNEED);
+    close(j->fd);
+    free(j->bounce);
+  }
+  mk_huge_collapse(j->dst, bytes);
 }
 
 int mk_repack_r16(uint8_t *dst, const uint8_t *src, int type, int N, int K, int nth) {
