@@ -1,7 +1,7 @@
 /* A MoE decode step (olmoe shape: E=64, top-8, D=2048, F=1024, T=1) from DRAM, against the bandwidth the same
  * bytes allow: per round, mk_moe_ffn over one of 6 layers with 8 random experts, then a plain read of the
  * same experts' matrices of another layer (the "same-bytes probe"), then mk_read_probe over a 512 MiB buffer.
- * Prints the medians of 200 rounds. Usage: moe-stream [threads] [gate/up type] [down type] [offset]
+ * Prints the medians of 200 rounds. QWEN3=1 in the environment: the qwen3-30b-a3b shape (E=128, F=768). Usage: moe-stream [threads] [gate/up type] [down type] [offset]
  * (types: 140 Q4_K repacked by 16 (default), 141 Q8_0 repacked, 14 Q6_K as stored, 142 Q6_K repacked; offset: bytes past a page
  * boundary where the weights start, e.g. 16 as in V8's large ArrayBuffers; default 0) */
 #define _GNU_SOURCE
@@ -48,7 +48,9 @@ __attribute__((target("avx512f"))) static void same_bytes_task(void *v, int ith,
 int main(int argc, char **argv) {
   const int nth = argc > 1 ? atoi(argv[1]) : 2, gt = argc > 2 ? atoi(argv[2]) : T_Q4_K_R16, dt = argc > 3 ? atoi(argv[3]) : gt;
   offset = argc > 4 ? (size_t)atoi(argv[4]) : 0;
-  enum { E = 64, K = 8, D = 2048, F = 1024, L = 6, R = 200 };
+  /* QWEN3=1: the qwen3-30b-a3b shape (E=128, F=768) */
+  const int qwen3 = getenv("QWEN3") != NULL, E = qwen3 ? 128 : 64, F = qwen3 ? 768 : 1024;
+  enum { K = 8, D = 2048, L = 6, R = 200 };
   mk_ops_init();
   mk_pool_resize(nth);
   const size_t ge = row_bytes(gt, D) * F, de = row_bytes(dt, F) * D, active = K * (2 * ge + de);
@@ -88,16 +90,17 @@ int main(int argc, char **argv) {
     t0 = now();
     mk_pool_run(same_bytes_task, &sb, nth);
     tp[r] = now() - t0;
-    /* the same bytes in the pieces the MoE's work items read (gate/up runs of 256 rows, down runs of 512 rows) */
-    const int l3 = (r + 5) % L;
+    /* the same bytes in the pieces the MoE's work items read (ops.c moe_rows_per_item for one token: gate/up
+     * runs of F·K/(16·threads) rows, down runs of D·K/(16·threads)) */
+    const int l3 = (r + 5) % L, gr = F * K / (16 * nth) & ~15, dr = D * K / (16 * nth) & ~15;
     memset(&sb, 0, sizeof sb);
     for (int k = 0; k < K; k++)
-      for (int r0 = 0; r0 < F; r0 += 256) {
-        sb.p[sb.cnt] = g[l3] + ids[k] * ge + r0 * (ge / F), sb.n[sb.cnt++] = 256 * (ge / F);
-        sb.p[sb.cnt] = u[l3] + ids[k] * ge + r0 * (ge / F), sb.n[sb.cnt++] = 256 * (ge / F);
+      for (int r0 = 0; r0 < F; r0 += gr) {
+        sb.p[sb.cnt] = g[l3] + ids[k] * ge + r0 * (ge / F), sb.n[sb.cnt++] = gr * (ge / F);
+        sb.p[sb.cnt] = u[l3] + ids[k] * ge + r0 * (ge / F), sb.n[sb.cnt++] = gr * (ge / F);
       }
     for (int k = 0; k < K; k++)
-      for (int r0 = 0; r0 < D; r0 += 512) sb.p[sb.cnt] = d[l3] + ids[k] * de + r0 * (de / D), sb.n[sb.cnt++] = 512 * (de / D);
+      for (int r0 = 0; r0 < D; r0 += dr) sb.p[sb.cnt] = d[l3] + ids[k] * de + r0 * (de / D), sb.n[sb.cnt++] = dr * (de / D);
     t0 = now();
     mk_pool_run(same_bytes_task, &sb, nth);
     tq[r] = now() - t0;
@@ -110,7 +113,7 @@ int main(int argc, char **argv) {
   qsort(tp, R, sizeof(double), cmpd);
   qsort(tb, R, sizeof(double), cmpd);
   qsort(tq, R, sizeof(double), cmpd);
-  printf("types %d/%d, %d threads, offset %zu: moe %.3f ms %.1f GB/s | same-bytes read %.1f GB/s, in the items' pieces %.1f GB/s | 512 MiB probe %.1f GB/s\n", gt, dt, nth, offset,
+  printf("E %d F %d, types %d/%d, %d threads, offset %zu: moe %.3f ms %.1f GB/s | same-bytes read %.1f GB/s, in the items' pieces %.1f GB/s | 512 MiB probe %.1f GB/s\n", E, F, gt, dt, nth, offset,
          tm[R / 2] * 1e3, active / tm[R / 2] / 1e9, active / tp[R / 2] / 1e9, active / tq[R / 2] / 1e9, big_n / tb[R / 2] / 1e9);
   return 0;
 }
