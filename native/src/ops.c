@@ -771,13 +771,14 @@ static void repack_run(repack_job *j, int nth) {
   const uintptr_t b = (s0 + pg - 1) & mask, e = (s0 + bytes) & mask;
   if (e > b && file) madvise((void *)b, e - b, MADV_DONTNEED);
   if (j->fd >= 0) {
-    /* and, for a file of more than a quarter of the RAM, the page cache's copy of what was read: its copies
-     * and its cached pages would take over half the memory, and the last copies would find no free 2 MiB
-     * blocks (qwen3-30b-a3b, 18 GB in 23 GiB: a third of its last layers in 4 KiB pages, their MoE calls 2-5x
-     * slower). A smaller file stays cached, so loading it again does not read the disk. */
+    /* and, when the file and its copies would take over 3/4 of the RAM, the page cache's copy of what was
+     * read: otherwise the cached file fills memory while the copies are made, and the last copies find no free
+     * 2 MiB blocks (qwen3-30b-a3b, 18 GB in 23 GiB: a third of its last layers in 4 KiB pages, their MoE calls
+     * 2-5x slower). A smaller file stays cached: loading it again does not read the disk, and on this VM
+     * dropping 7 GB of cache made the next runs' decode slower (olmoe Q8_0, 6 of 6 alternating pairs). */
     struct stat st;
     const double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)pg;
-    if (fstat(j->fd, &st) == 0 && 4.0 * (double)st.st_size > ram) posix_fadvise(j->fd, j->foff, (off_t)bytes, POSIX_FADV_DONTNEED);
+    if (fstat(j->fd, &st) == 0 && 2.0 * (double)st.st_size > 0.75 * ram) posix_fadvise(j->fd, j->foff, (off_t)bytes, POSIX_FADV_DONTNEED);
     close(j->fd);
     free(j->bounce);
   }
