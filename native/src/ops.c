@@ -829,9 +829,9 @@ typedef struct {
   uint64_t sums[256];
 } probe_job;
 
-/* The probe reads with the widest loads the CPU has: 128-bit loads (the portable loop) read 9-13% below
- * what 256- or 512-bit loads do on the same buffer (bench/native/probe-loads.c), so the roofline would be too
- * low. Two accumulators, every 64-bit word summed (the checksum keeps the loads live). */
+/* The probe reads with the widest loads the CPU has, four independent accumulators: the portable loop's
+ * 128-bit loads read 15-18% below 256- or 512-bit loads on the same buffer here (bench/native/probe-loads.c),
+ * which made the roofline too low. Every 64-bit word is summed (the checksum keeps the loads live). */
 #if defined(__x86_64__) && defined(__GNUC__)
 /* n a multiple of 256 */
 __attribute__((target("avx512f"))) static uint64_t probe_sum_512(const uint8_t *p, size_t n) {
