@@ -155,7 +155,7 @@ test('matmuls: several weights on one input (one pool run) == one matmul each, b
     ref.matmuls({ x, outs: ws.map((w, i) => ({ y: refMany[i]!, w })), T });
     assert.deepEqual(refMany, want, `reference matmuls T=${T}`);
     for (const simd of simdModes()) {
-      for (const threads of [1, 2]) {
+      for (const threads of [1, 2, 3]) {
         const nb = new NativeBackend({ threads });
         const ys = ws.map((w) => new Float32Array(T * w.shape[0]!).fill(NaN));
         withSimd(simd, () => nb.matmuls({ x, outs: ws.map((w, i) => ({ y: ys[i]!, w })), T }));

@@ -146,33 +146,48 @@ typedef struct {
   int r16;       /* weights repacked by 16 rows (r16_rows; the same order as stored) */
 } matmul_part;
 
+/* One token (decode): the chunks are split into one contiguous range per thread, so each thread streams its
+ * own run of rows instead of every other chunk; a thread done with its range takes chunks from the others'. */
+#define MM_RANGES 16
 typedef struct {
   matmul_part p[MK_MAX_MATMULS];
-  int n, T, K, nchunks;
+  int n, T, K, nchunks, nranges;
   _Atomic int next;
+  struct { _Atomic int next; int end; char pad[56]; } range[MM_RANGES];
 } matmul_job;
 
+static void matmul_chunk(const matmul_job *j, int c);
+
 static void matmul_task(void *vp, int ith, int nth) {
-  (void)ith; (void)nth;
+  (void)nth;
   matmul_job *j = vp;
-  for (int c; (c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->nchunks;) {
-    int m = 0;
-    while (m + 1 < j->n && c >= j->p[m + 1].first) m++;
-    const matmul_part *p = &j->p[m];
-    const int r0 = (c - p->first) * p->chunk, r1 = imin(p->N, r0 + p->chunk);
-    if (p->f32_exact >= 0) {
-      const float *w = (const float *)p->w, *x = (const float *)p->act;
-      for (int t = 0; t < j->T; t++)
-        for (int r = r0; r < r1; r++)
-          p->y[(size_t)t * p->N + r] = mkc_dot_f32(w + (size_t)r * j->K, x + (size_t)t * j->K, j->K, p->f32_exact);
-    } else if (p->r16) {
-      r16_rows(p->o->type, p->w + (size_t)r0 * p->wrow, j->K, (r1 - r0) / MK_R16, p->act, p->arow, j->T,
-               mkc_q4K_gemm_rows(j->T), p->y + r0, (size_t)p->N);
-    } else if (p->q4k_rp) {
-      mkc_q4K_rows(p->w, p->wrow, r0, r1, p->act, p->arow, j->T, j->K, p->y, (size_t)p->N);
-    } else {
-      rows_times_tokens(p->o, p->w, p->wrow, r0, r1, p->act, p->arow, j->T, j->K, p->y, (size_t)p->N);
+  if (j->nranges > 1) {
+    for (int k = 0; k < j->nranges; k++) {
+      const int r = (ith + k) % j->nranges;
+      for (int c; (c = atomic_fetch_add_explicit(&j->range[r].next, 1, memory_order_relaxed)) < j->range[r].end;) matmul_chunk(j, c);
     }
+    return;
+  }
+  for (int c; (c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->nchunks;) matmul_chunk(j, c);
+}
+
+static void matmul_chunk(const matmul_job *j, int c) {
+  int m = 0;
+  while (m + 1 < j->n && c >= j->p[m + 1].first) m++;
+  const matmul_part *p = &j->p[m];
+  const int r0 = (c - p->first) * p->chunk, r1 = imin(p->N, r0 + p->chunk);
+  if (p->f32_exact >= 0) {
+    const float *w = (const float *)p->w, *x = (const float *)p->act;
+    for (int t = 0; t < j->T; t++)
+      for (int r = r0; r < r1; r++)
+        p->y[(size_t)t * p->N + r] = mkc_dot_f32(w + (size_t)r * j->K, x + (size_t)t * j->K, j->K, p->f32_exact);
+  } else if (p->r16) {
+    r16_rows(p->o->type, p->w + (size_t)r0 * p->wrow, j->K, (r1 - r0) / MK_R16, p->act, p->arow, j->T,
+             mkc_q4K_gemm_rows(j->T), p->y + r0, (size_t)p->N);
+  } else if (p->q4k_rp) {
+    mkc_q4K_rows(p->w, p->wrow, r0, r1, p->act, p->arow, j->T, j->K, p->y, (size_t)p->N);
+  } else {
+    rows_times_tokens(p->o, p->w, p->wrow, r0, r1, p->act, p->arow, j->T, j->K, p->y, (size_t)p->N);
   }
 }
 
@@ -250,7 +265,13 @@ void mk_matmuls(int n, float *const *ys, const float *x, const uint8_t *const *w
     } else convert_rows(p->o, x, T, K, buf + act_off[i], p->arow);
   }
   atomic_init(&j.next, 0);
-  if (j.nchunks > 0) mk_pool_run(matmul_task, &j, imin(nth, j.nchunks));
+  const int nrun = imin(nth, j.nchunks);
+  j.nranges = T == 1 && nrun > 1 ? imin(nrun, MM_RANGES) : 1;
+  for (int r = 0; r < j.nranges; r++) {
+    atomic_init(&j.range[r].next, (int)((int64_t)j.nchunks * r / j.nranges));
+    j.range[r].end = (int)((int64_t)j.nchunks * (r + 1) / j.nranges);
+  }
+  if (j.nchunks > 0) mk_pool_run(matmul_task, &j, nrun);
 }
 
 void mk_matmul(float *y, const float *x, const uint8_t *w, int type, int T, int N, int K, int nth) {
