@@ -189,6 +189,7 @@ test('moeFfn: native == reference, E=8, K=2, T in {1, 33}, with unused slots', {
   const E = 8, F = 256, D = 512, K = 2;
   const nb1 = new NativeBackend({ threads: 1 });
   const nb2 = new NativeBackend({ threads: 2 });
+  const nb3 = new NativeBackend({ threads: 3 }); // one token: 3 ranges of experts
   const combos: [GGMLType, GGMLType][] = [
     [GGMLType.Q4_K, GGMLType.Q6_K], [GGMLType.Q8_0, GGMLType.Q8_0], [GGMLType.F16, GGMLType.F32],
     [GGMLType.Q5_K, GGMLType.Q4_0], [GGMLType.BF16, GGMLType.Q4_K],
@@ -213,7 +214,7 @@ test('moeFfn: native == reference, E=8, K=2, T in {1, 33}, with unused slots', {
       const tol = Math.max(tolFor(gt), tolFor(dt)) * 2;
       const outs: Float32Array[] = [];
       for (const simd of simdModes()) {
-        for (const nb of [nb1, nb2]) {
+        for (const nb of [nb1, nb2, nb3]) {
           const out = new Float32Array(T * D).fill(NaN);
           withSimd(simd, () => nb.moeFfn({ out, x, gate, up, down, ids, weights, T, K }));
           const e = relErr(out, want);
@@ -222,6 +223,7 @@ test('moeFfn: native == reference, E=8, K=2, T in {1, 33}, with unused slots', {
         }
       }
       assert.deepEqual(outs[1], outs[0]);
+      assert.deepEqual(outs[2], outs[0]);
       if (T > 7) assert.ok(outs[0]!.subarray(7 * D, 8 * D).every((v) => v === 0), 'token without experts must be 0');
     }
   }
