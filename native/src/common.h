@@ -51,6 +51,12 @@ void mk_init_tables(void);
 
 static inline uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+/* The SIMD activation quantizers (kernels_avx2.c, kernels_avx512.c) hand a block to the scalar reference
+ * (mk_quant_q8_0_ref / mk_quant_q8_K_ref) unless its largest |x| (as bits, ab) and the scale made from it are
+ * finite: the reference then decides what inf/NaN give, byte for byte. */
+static inline int mk_q8_scale_finite(uint32_t ab, float scale) {
+  return ab < 0x7f800000u && (f32_bits(scale) & 0x7fffffffu) < 0x7f800000u;
+}
 
 static inline float f16_to_f32(uint16_t h) { return mk_f16_table[h]; }
 

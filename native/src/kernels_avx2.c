@@ -387,9 +387,8 @@ static TGT void quant_q8_0_avx2(const float *x, void *vy, int n) {
       m = _mm256_max_epu32(m, Q_ABS(v[k]));
     }
     const uint32_t ab = hmax_epu32(m);
-    const float amax = bits_f32(ab);
-    const float id = amax != 0.0f ? 127.f / amax : 0.0f;
-    if (ab >= 0x7f800000u || f32_bits(id) >= 0x7f800000u) {
+    const float amax = bits_f32(ab), id = amax != 0.0f ? 127.f / amax : 0.0f;
+    if (!mk_q8_scale_finite(ab, id)) {
       mk_quant_q8_0_ref(x, &y[i], QK8_0);
       continue;
     }
@@ -420,7 +419,7 @@ static TGT void quant_q8_K_avx2(const float *x, void *vy, int n) {
         j += 8;
       iscale = -127.f / x[j + __builtin_ctz((unsigned)hit)]; /* the first element of the largest |x| */
     }
-    if (ab >= 0x7f800000u || (f32_bits(iscale) & 0x7fffffffu) >= 0x7f800000u) {
+    if (!mk_q8_scale_finite(ab, iscale)) {
       mk_quant_q8_K_ref(x, &y[i], QK_K);
       continue;
     }

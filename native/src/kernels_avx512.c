@@ -500,9 +500,8 @@ static TGT5 void quant_q8_0_512(const float *x, void *vy, int n) {
   for (int i = 0; i < n / QK8_0; i++, x += QK8_0) {
     const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
     const uint32_t ab = (uint32_t)_mm512_reduce_max_epu32(_mm512_max_epu32(Q_ABS5(v0), Q_ABS5(v1)));
-    const float amax = bits_f32(ab);
-    const float id = amax != 0.0f ? 127.f / amax : 0.0f;
-    if (ab >= 0x7f800000u || f32_bits(id) >= 0x7f800000u) {
+    const float amax = bits_f32(ab), id = amax != 0.0f ? 127.f / amax : 0.0f;
+    if (!mk_q8_scale_finite(ab, id)) {
       mk_quant_q8_0_ref(x, &y[i], QK8_0);
       continue;
     }
@@ -535,7 +534,7 @@ static TGT5 void quant_q8_K_512(const float *x, void *vy, int n) {
       while (!(hit = _mm512_cmpeq_epi32_mask(Q_ABS5(_mm512_loadu_ps(x + j)), mb))) j += 16;
       iscale = -127.f / x[j + __builtin_ctz((unsigned)hit)]; /* the first element of the largest |x| */
     }
-    if (ab >= 0x7f800000u || (f32_bits(iscale) & 0x7fffffffu) >= 0x7f800000u) {
+    if (!mk_q8_scale_finite(ab, iscale)) {
       mk_quant_q8_K_ref(x, &y[i], QK_K);
       continue;
     }

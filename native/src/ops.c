@@ -695,7 +695,7 @@ int mk_prefault(const void *p, size_t n, int write) {
 #if defined(__linux__) && !defined(MADV_COLLAPSE)
 #define MADV_COLLAPSE 25
 #endif
-void mk_huge_collapse(void *p, size_t n) {
+static void huge_collapse(void *p, size_t n) {
 #if defined(__linux__)
   const uintptr_t h = (uintptr_t)2 << 20, b = ((uintptr_t)p + h - 1) & ~(h - 1), e = ((uintptr_t)p + n) & ~(h - 1);
   if (e > b && !getenv("MOEKIT_NO_HUGEPAGES")) madvise((void *)b, e - b, MADV_COLLAPSE);
@@ -820,7 +820,7 @@ static void repack_run(repack_job *j, int nth) {
     close(j->fd);
     free(j->bounce);
   }
-  mk_huge_collapse(j->dst, bytes);
+  huge_collapse(j->dst, bytes);
 }
 
 int mk_repack_r16(uint8_t *dst, const uint8_t *src, int type, int N, int K, int nth) {

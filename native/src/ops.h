@@ -40,8 +40,6 @@ void mk_attention(float *out, const float *q, const uint16_t *k, const uint16_t 
 /* Map the pages of [p, p + n) into the process now (MADV_POPULATE_READ, or MADV_POPULATE_WRITE with write:
  * private writable pages, as a first write would); 0 where the kernel cannot. */
 int mk_prefault(const void *p, size_t n, int write);
-/* Best effort: the range's 4 KiB pages moved into transparent huge pages (MADV_COLLAPSE; a no-op where unsupported). */
-void mk_huge_collapse(void *p, size_t n);
 /* Q4_K, Q8_0 or Q6_K [N, K] (N a multiple of 16) into T_Q4_K_R16 / T_Q8_0_R16 / T_Q6_K_R16; 0 for another type
  * or shape. */
 int mk_repack_r16(uint8_t *dst, const uint8_t *src, int type, int N, int K, int nth);
