@@ -2,13 +2,13 @@
  * A/B test of two builds of the native addon in one process, alternating calls (the machine is shared,
  * so only interleaved ratios mean anything). Copy the baseline build first:
  *   cp native/build/Release/moekit.node /tmp/moekit-base.node   # then change native/, npm run build:native
- *   node --import tsx bench/ab-addon.ts /tmp/moekit-base.node [--new other.node] [--threads 2] [--rounds 30] [--only moe|matmul|qkv|repack]
+ *   node --import tsx bench/ab-addon.ts /tmp/moekit-base.node [--new other.node] [--threads 2] [--rounds 30] [--only moe|matmul|qkv|attn|repack]
  *     [--repack-file model.gguf]
  * Times a MoE decode step (olmoe shape: E=64, top-8, D=2048, F=1024; gate/up Q4_K, down Q6_K as in
  * Q4_K_M, and all-Q8_0), over 4 distinct layers so weights come from DRAM, and a 128-token prompt step;
  * then a Q4_K 2048×2048 matmul (the attention projections) at T=1 and T=128, and the q/k/v projections of a
  * decode step (T=1, 4) as three `matmul` calls or, where the build has it, one `matmuls` call; and the
- * first-use Q4_K repack from a mapped file.
+ * first-use Q4_K repack from a mapped file; and a decode step's attention (olmoe and qwen3 shapes, caches from DRAM).
  * A build with `repack` (older: `repackQ4K`, Q4_K only) on an AVX-512 CPU gets its Q4_K (and Q8_0, and Q6_K
  * where the build repacks it) weights repacked, as NativeBackend does; --no-q6k-repack keeps Q6_K as stored in
  * both builds (the stored-layout kernels A/B). `--only q6k` times a Q6_K 2048-row matmul (K = 2048) at T=1 and
@@ -171,6 +171,44 @@ if (want('qkv')) {
     }
     const same = ys.get(A)!.every((y, k) => y.every((v, i) => v === ys.get(B)![k]![i]));
     console.log(`q/k/v Q4_K,Q4_K,Q6_K T=${String(T).padEnd(4)} base ${median(ta).toFixed(3)} ms | new ${median(tb).toFixed(3)} ms | speed-up (median of per-round ratios) ${median(ratio).toFixed(3)} | outputs ${same ? 'identical' : 'DIFFER'}`);
+  }
+}
+// decode attention (T = 1, 192 keys, f16 caches): olmoe (16 heads, 16 kv heads) and qwen3-30b-a3b (32 on 4)
+// shapes, rotating over every layer's cache, each call after a 24 MiB read (readProbe, not timed) that
+// stands for the weights streamed between two layers' attention, so the cache comes from DRAM as in a step
+if (want('attn')) {
+  const Dh = 128, n = 192, ctx = 256;
+  const evict = new Uint8Array(24 << 20).fill(1);
+  for (const [name, H, Hkv, L] of [['olmoe', 16, 16, 16], ['qwen3', 32, 4, 48]] as const) {
+    const kvLen = ctx * Hkv * Dh;
+    const f16 = (seed: number) => { let s = seed; return Uint16Array.from({ length: kvLen }, () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return 0x3000 + (s >>> 22); }); };
+    const caches = Array.from({ length: L }, (_, l) => [f16(3 * l + 1), f16(3 * l + 2)] as const);
+    const q = new Float32Array(H * Dh).map((_, i) => Math.sin(0.7 * i));
+    const outA = new Float32Array(H * Dh), outB = new Float32Array(H * Dh);
+    const inner = L;
+    const run = (ad: Addon, out: Float32Array) => {
+      let ms = 0;
+      for (let l = 0; l < inner; l++) {
+        ad.readProbe(evict, threads);
+        const [k, v] = caches[l]!;
+        const t0 = process.hrtime.bigint();
+        ad.attention(out, q, k, v, 1, n - 1, H, Hkv, Dh, ctx, 1 / Math.sqrt(Dh), threads);
+        ms += Number(process.hrtime.bigint() - t0) / 1e6;
+      }
+      return ms / inner;
+    };
+    run(A, outA); run(B, outB);
+    const ta: number[] = [], tb: number[] = [], ratio: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      let a = 0, b = 0;
+      for (const which of r % 2 ? ['B', 'A'] : ['A', 'B']) {
+        if (which === 'A') a = run(A, outA);
+        else b = run(B, outB);
+      }
+      ta.push(a); tb.push(b); ratio.push(a / b);
+    }
+    const same = outA.every((v, i) => Object.is(v, outB[i]));
+    console.log(`attention ${name.padEnd(5)} H=${H} Hkv=${Hkv} T=1 n=${n}  base ${(1000 * median(ta)).toFixed(1)} us | new ${(1000 * median(tb)).toFixed(1)} us | speed-up (median of per-round ratios) ${median(ratio).toFixed(3)} | outputs ${same ? 'identical' : 'DIFFER'}`);
   }
 }
 // first-use repack of Q4_K from a mapped file (the model file in real use): 32 MB regions of `--repack-file`

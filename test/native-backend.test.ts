@@ -476,7 +476,8 @@ test('attention: native == reference with GQA and pos0 > 0, f16 (T < 64) and f32
 });
 
 // Runs in a child per emulated ggml lane count (MOEKIT_GGML_LANES 8 = AVX2 ggml, 16 = AVX-512 ggml): the
-// SIMD attention (setSimd 1 = best, 2 = AVX2 only) against the scalar reference (setSimd 0), bit for bit.
+// SIMD attention (setSimd 1 = best, 2 = AVX2 only) against the scalar reference (setSimd 0), bit for bit,
+// with 1-3 threads (each takes a token's heads in runs of H / threads).
 const ATTN_SIMD_PROBE = `
 import { loadAddon } from './src/backend/native.ts';
 import { f32ToF16 } from './src/formats/half.ts';
@@ -496,7 +497,7 @@ for (const [H, Hkv] of [[8, 2], [4, 4]])
         const outs = [0, 2, 1].map((mode) => {
           a.setSimd(mode);
           const out = new Float32Array(T * H * Dh).fill(NaN);
-          a.attention(out, q, k, v, T, pos0, H, Hkv, Dh, ctx, scale, 2);
+          a.attention(out, q, k, v, T, pos0, H, Hkv, Dh, ctx, scale, 1 + (cases % 3)); // 1-3 threads: runs of 8, 4, 3 or 2 heads
           return new Uint32Array(out.buffer);
         });
         cases++;

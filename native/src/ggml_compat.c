@@ -765,23 +765,60 @@ static MKC_AVX512 void vacc_512_any(float *out, const uint16_t *v, size_t kv_row
   }
 }
 
-/* attn_one_chunk_scalar in three passes of the same f32 operations: (1) all scores (independent, so
- * keys overlap), (2) the running max / sum recurrence, giving each key's factors, (3) the f16 value
- * accumulator, lanes over d kept in registers across keys. simd 2: AVX-512 for (1) and (3). */
-static MKC_AVX2 void attn_one_chunk_avx2(float *out, const float *q, const uint16_t *k, const uint16_t *v,
-                                         size_t kv_row, int n, int Dh, float scale, float *work, int simd) {
-  float *qf = work + Dh, *sc = qf + Dh, *ms = sc + n; /* the layout of mkc_attn_one_chunk_work */
-  uint8_t *fl = (uint8_t *)(ms + n);
-  for (int d = 0; d < Dh; d++) qf[d] = f16_to_f32(f32_to_f16(q[d]));
-  const int z = simd >= 2 && mkc_lanes == 16;
+/* vacc_512 for two heads at once: their accumulator chains are independent, so one head's f16 round trips
+ * (fma -> narrow -> widen: a latency chain per key) overlap the other's. 2·NB zmm accumulators. */
+static MKC_AI MKC_AVX512 void vacc2_512(float *o0, float *o1, const uint16_t *v0, const uint16_t *v1, size_t kv_row, int n,
+                                        const float *vs0, const float *ms0, const uint8_t *fl0, float inv0,
+                                        const float *vs1, const float *ms1, const uint8_t *fl1, float inv1, const int NB) {
+  __m512 a[8], b[8];
+  for (int i = 0; i < NB; i++) a[i] = b[i] = _mm512_setzero_ps();
   for (int s = 0; s < n; s++) {
-    const uint16_t *kr = k + (size_t)s * kv_row;
-    if (s + MKC_PF < n) prefetch_row(kr + MKC_PF * kv_row, 2 * Dh);
-    const float x = z ? dot_f16_512(qf, kr, Dh) : dot_f16_avx2(qf, kr, Dh);
-    sc[s] = x * scale;
+    const uint16_t *r0 = v0 + (size_t)s * kv_row, *r1 = v1 + (size_t)s * kv_row;
+    if (s + MKC_PF < n) {
+      prefetch_row(r0 + MKC_PF * kv_row, 32 * NB);
+      if (r1 != r0) prefetch_row(r1 + MKC_PF * kv_row, 32 * NB);
+    }
+    if (fl0[s]) {
+      const __m512 m = _mm512_set1_ps(ms0[s]);
+      for (int i = 0; i < NB; i++) a[i] = round16x16(_mm512_mul_ps(a[i], m));
+    }
+    if (fl1[s]) {
+      const __m512 m = _mm512_set1_ps(ms1[s]);
+      for (int i = 0; i < NB; i++) b[i] = round16x16(_mm512_mul_ps(b[i], m));
+    }
+    const __m512 x0 = _mm512_set1_ps(vs0[s]), x1 = _mm512_set1_ps(vs1[s]);
+    for (int i = 0; i < NB; i++) {
+      a[i] = round16x16(_mm512_fmadd_ps(ld16x16(r0 + 16 * i), x0, a[i]));
+      b[i] = round16x16(_mm512_fmadd_ps(ld16x16(r1 + 16 * i), x1, b[i]));
+    }
   }
-  const float S = softmax_factors(sc, ms, fl, n);
-  const float inv = S == 0 ? 0.0f : 1.0f / S;
+  const __m512 i0 = _mm512_set1_ps(inv0), i1 = _mm512_set1_ps(inv1);
+  for (int i = 0; i < NB; i++) {
+    _mm512_storeu_ps(o0 + 16 * i, _mm512_mul_ps(a[i], i0));
+    _mm512_storeu_ps(o1 + 16 * i, _mm512_mul_ps(b[i], i1));
+  }
+}
+
+static MKC_AVX512 void vacc2_512_any(float *o0, float *o1, const uint16_t *v0, const uint16_t *v1, size_t kv_row, int n,
+                                     const float *vs0, const float *ms0, const uint8_t *fl0, float inv0,
+                                     const float *vs1, const float *ms1, const uint8_t *fl1, float inv1, int NB) {
+#define MKC_V2(nb) vacc2_512(o0, o1, v0, v1, kv_row, n, vs0, ms0, fl0, inv0, vs1, ms1, fl1, inv1, nb)
+  switch (NB) {
+    case 1: MKC_V2(1); break;
+    case 2: MKC_V2(2); break;
+    case 3: MKC_V2(3); break;
+    case 4: MKC_V2(4); break;
+    case 5: MKC_V2(5); break;
+    case 6: MKC_V2(6); break;
+    case 7: MKC_V2(7); break;
+    default: MKC_V2(8); break;
+  }
+#undef MKC_V2
+}
+
+/* pass (3) of one head: out[d] = its f16 value accumulator · inv, lanes over d kept in registers across keys */
+static MKC_AVX2 void vacc_head(float *out, const uint16_t *v, size_t kv_row, int n, const float *sc, const float *ms,
+                               const uint8_t *fl, float inv, int Dh, int simd) {
   int d = 0;
   if (simd >= 2)
     for (; d + 16 <= Dh; d += 128) {
@@ -802,6 +839,57 @@ static MKC_AVX2 void attn_one_chunk_avx2(float *out, const float *q, const uint1
     }
     out[d] = a * inv;
   }
+}
+
+/* V rows of the heads are prefetched into L2 during pass (1) when they take at most this many bytes */
+#define MKC_VPF_BYTES (256 * 1024)
+
+static MKC_AVX2 inline void prefetch_l2(const uint16_t *p, int bytes) {
+  for (int o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T1);
+  _mm_prefetch((const char *)p + bytes - 1, _MM_HINT_T1);
+}
+
+/* attn_one_chunk_scalar for heads h0 .. h0+nh-1 of one token, in three passes of the same f32 operations
+ * per head: (1) all scores (independent, so keys overlap), key rows outer and heads inner, so each key row's
+ * span of the heads' K (and, when small, V into L2) streams once and in order; (2) the running max / sum
+ * recurrence, giving each key's factors; (3) the f16 value accumulators, two heads at a time at simd 2.
+ * simd 2: AVX-512 for (1) and (3). q and out: the token's row of all heads; k and v: key 0, kv head 0. */
+static MKC_AVX2 void attn_heads_avx2(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row,
+                                     int n, int Dh, int h0, int nh, int group, float scale, float *work, int simd) {
+  float *qf = work, *sc = qf + (size_t)nh * Dh, *ms = sc + (size_t)nh * n, *inv = ms + (size_t)nh * n;
+  uint8_t *fl = (uint8_t *)(inv + nh); /* fits nh · mkc_attn_one_chunk_work(n, Dh) */
+  for (size_t i = 0; i < (size_t)nh * Dh; i++) qf[i] = f16_to_f32(f32_to_f16(q[(size_t)h0 * Dh + i]));
+  const int z = simd >= 2 && mkc_lanes == 16;
+  const int kv0 = h0 / group, span = 2 * Dh * ((h0 + nh - 1) / group - kv0 + 1); /* bytes of the heads' K (V) per key */
+  const uint16_t *kb = k + (size_t)kv0 * Dh, *vb = v + (size_t)kv0 * Dh;
+  const int pfv = (size_t)n * span <= MKC_VPF_BYTES;
+  for (int s = 0; s < n; s++) {
+    const uint16_t *kr = k + (size_t)s * kv_row;
+    if (s + MKC_PF < n) prefetch_row(kb + (size_t)(s + MKC_PF) * kv_row, span);
+    if (pfv) prefetch_l2(vb + (size_t)s * kv_row, span);
+    for (int i = 0; i < nh; i++) {
+      const uint16_t *kh = kr + (size_t)((h0 + i) / group) * Dh;
+      const float x = z ? dot_f16_512(qf + (size_t)i * Dh, kh, Dh) : dot_f16_avx2(qf + (size_t)i * Dh, kh, Dh);
+      sc[(size_t)i * n + s] = x * scale;
+    }
+  }
+  for (int i = 0; i < nh; i++) {
+    const float S = softmax_factors(sc + (size_t)i * n, ms + (size_t)i * n, fl + (size_t)i * n, n);
+    inv[i] = S == 0 ? 0.0f : 1.0f / S;
+  }
+  int i = 0;
+  if (simd >= 2 && Dh % 16 == 0)
+    for (; i + 1 < nh; i += 2) {
+      const size_t a = (size_t)i * n, b = a + n;
+      const uint16_t *v0 = v + (size_t)((h0 + i) / group) * Dh, *v1 = v + (size_t)((h0 + i + 1) / group) * Dh;
+      float *o0 = out + (size_t)(h0 + i) * Dh, *o1 = o0 + Dh;
+      for (int d = 0; d < Dh; d += 128)
+        vacc2_512_any(o0 + d, o1 + d, v0 + d, v1 + d, kv_row, n, sc + a, ms + a, fl + a, inv[i], sc + b, ms + b, fl + b,
+                      inv[i + 1], (Dh - d) / 16 < 8 ? (Dh - d) / 16 : 8);
+    }
+  for (; i < nh; i++)
+    vacc_head(out + (size_t)(h0 + i) * Dh, v + (size_t)((h0 + i) / group) * Dh, kv_row, n, sc + (size_t)i * n,
+              ms + (size_t)i * n, fl + (size_t)i * n, inv[i], Dh, simd);
 }
 
 /* 8 keys' f16 values at d .. d+7 -> 8 vectors, vector i = element d+i of keys 0..7 */
@@ -915,18 +1003,27 @@ static MKC_AVX2 void attn_tiled_avx2(float *out, const float *q, const uint16_t 
 }
 #endif
 
-/* work of the one-chunk kernels: acc [Dh] and q16 or qf [Dh], sc [n], ms [n], fl [n] bytes */
+/* work of the one-chunk kernels per head: acc [Dh] and q16 or qf [Dh], sc [n], ms [n], fl [n] bytes */
 size_t mkc_attn_one_chunk_work(int n, int Dh) { return 2 * (size_t)Dh + 2 * (size_t)n + ((size_t)n + 3) / 4; }
 
-void mkc_attn_one_chunk(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
-                        int Dh, float scale, float *work, int simd) {
+void mkc_attn_one_chunk_heads(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
+                              int Dh, int h0, int nh, int group, float scale, float *work, int simd) {
 #ifdef MKC_HAVE_AVX2
   if (simd) {
-    attn_one_chunk_avx2(out, q, k, v, kv_row, n, Dh, scale, work, simd);
+    attn_heads_avx2(out, q, k, v, kv_row, n, Dh, h0, nh, group, scale, work, simd);
     return;
   }
 #endif
-  attn_one_chunk_scalar(out, q, k, v, kv_row, n, Dh, scale, work, (uint16_t *)(work + Dh));
+  for (int h = h0; h < h0 + nh; h++) {
+    const size_t kv = (size_t)(h / group) * Dh;
+    attn_one_chunk_scalar(out + (size_t)h * Dh, q + (size_t)h * Dh, k + kv, v + kv, kv_row, n, Dh, scale, work,
+                          (uint16_t *)(work + Dh));
+  }
+}
+
+void mkc_attn_one_chunk(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
+                        int Dh, float scale, float *work, int simd) {
+  mkc_attn_one_chunk_heads(out, q, k, v, kv_row, n, Dh, 0, 1, 1, scale, work, simd);
 }
 
 void mkc_attn_tiled(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,

@@ -16,10 +16,14 @@ float mkc_dot_f32_scalar(const float *w, const float *x, int K, int sgemm); /* t
 int mkc_f32_sgemm(int N, int K, int T);
 /* ggml's flash-attention rows; simd: 0 scalar (the reference), 1 AVX2+FMA+F16C, 2 AVX-512 (caller checks
  * the CPU). Every level gives bit-identical results. mkc_attn_one_chunk's work holds
- * mkc_attn_one_chunk_work(n, Dh) floats. */
+ * mkc_attn_one_chunk_work(n, Dh) floats, mkc_attn_one_chunk_heads' nh times that. */
 size_t mkc_attn_one_chunk_work(int n, int Dh);
 void mkc_attn_one_chunk(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
                         int Dh, float scale, float *work, int simd);
+/* heads h0 .. h0+nh-1 of one token (head h reads kv head h / group): q and out point at the token's head 0,
+ * k and v at key 0's kv head 0; the same bits as mkc_attn_one_chunk per head */
+void mkc_attn_one_chunk_heads(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
+                              int Dh, int h0, int nh, int group, float scale, float *work, int simd);
 void mkc_attn_tiled(float *out, const float *q, const uint16_t *k, const uint16_t *v, size_t kv_row, int n,
                     int Dh, float scale, float *acc, int simd);
 /* Q4_K weights as llama.cpp's repacked x86 kernels compute them (see ggml_compat.c) */

@@ -640,7 +640,8 @@ typedef struct {
   const uint16_t *k, *v;
   int T, pos0, H, Hkv, Dh;
   float scale;
-  float *work; /* per thread: mkc_attn_one_chunk_work of the longest row (tiled: acc [Dh]) */
+  int hc;      /* f16 path: heads per work item (a token's heads in chunks); tiled: 1 */
+  float *work; /* per thread: hc · mkc_attn_one_chunk_work of the longest row (tiled: acc [Dh]) */
   size_t work_floats;
   _Atomic int next;
 } attn_job;
@@ -650,25 +651,32 @@ static void attn_task(void *vp, int ith, int nth) {
   attn_job *j = vp;
   const int f16acc = j->T < ATTN_F16_MAX_T;
   float *work = j->work + (size_t)ith * j->work_floats;
-  const int group = j->H / j->Hkv, Dh = j->Dh;
+  const int group = j->H / j->Hkv, Dh = j->Dh, hc = j->hc, chunks = (j->H + hc - 1) / hc;
   const size_t kv_row = (size_t)j->Hkv * Dh;
-  for (int it; (it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->T * j->H;) {
-    const int t = it / j->H, h = it % j->H, hk = h / group;
+  for (int it; (it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->T * chunks;) {
+    const int t = it / chunks, h = it % chunks * hc;
     const int n = j->pos0 + t + 1; /* causal: keys 0 .. pos0+t */
-    const float *q = j->q + ((size_t)t * j->H + h) * Dh;
-    float *o = j->out + ((size_t)t * j->H + h) * Dh;
-    const uint16_t *k = j->k + (size_t)hk * Dh, *v = j->v + (size_t)hk * Dh;
-    if (f16acc) mkc_attn_one_chunk(o, q, k, v, kv_row, n, Dh, j->scale, work, use_simd);
-    else mkc_attn_tiled(o, q, k, v, kv_row, n, Dh, j->scale, work, use_simd);
+    const float *q = j->q + (size_t)t * j->H * Dh;
+    float *o = j->out + (size_t)t * j->H * Dh;
+    if (f16acc) {
+      mkc_attn_one_chunk_heads(o, q, j->k, j->v, kv_row, n, Dh, h, imin(hc, j->H - h), group, j->scale, work, use_simd);
+    } else {
+      const size_t kv = (size_t)(h / group) * Dh;
+      mkc_attn_tiled(o + (size_t)h * Dh, q + (size_t)h * Dh, j->k + kv, j->v + kv, kv_row, n, Dh, j->scale, work, use_simd);
+    }
   }
 }
 
+/* T < 64 (decode, short batches): each thread takes a token's heads in one run (H / threads of them), so it
+ * reads each key's K and V row for those heads in one contiguous span, and GQA heads of one kv head together */
 void mk_attention(float *out, const float *q, const uint16_t *k, const uint16_t *v, int T, int pos0, int H,
                   int Hkv, int Dh, float scale, int nth) {
-  attn_job j = {out, q, k, v, T, pos0, H, Hkv, Dh, scale, NULL, 0, 0};
-  const size_t wf = T < ATTN_F16_MAX_T ? mkc_attn_one_chunk_work(pos0 + T, Dh) : (size_t)Dh;
+  const int f16acc = T < ATTN_F16_MAX_T;
+  const int nt = nth < 1 ? 1 : nth, hc = f16acc ? (H + nt - 1) / nt : 1;
+  attn_job j = {out, q, k, v, T, pos0, H, Hkv, Dh, scale, hc, NULL, 0, 0};
+  const size_t wf = f16acc ? (size_t)hc * mkc_attn_one_chunk_work(pos0 + T, Dh) : (size_t)Dh;
   j.work_floats = align64(sizeof(float) * wf) / sizeof(float);
-  const int n = imin(nth, T * H);
+  const int n = imin(nth, T * ((H + hc - 1) / hc));
   j.work = scratch(sizeof(float) * j.work_floats * (size_t)(n < 1 ? 1 : n));
   atomic_init(&j.next, 0);
   mk_pool_run(attn_task, &j, n);

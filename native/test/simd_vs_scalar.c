@@ -5,6 +5,7 @@
  *  - mkc_dot_f32 == mkc_dot_f32_scalar (ggml_vec_dot_f32 and tinyBLAS lanes) for K = 1 .. 300, 2048, 4096;
  *  - mkc_attn_one_chunk at simd 1 and 2 == simd 0 (ggml lanes 8 and 16) over random Dh, n, row strides,
  *    including ties with the running max, a max that rises at every key, f16 overflow to inf and NaN;
+ *    and mkc_attn_one_chunk_heads (runs of 1-7 heads of a token, GQA groups 1-3) the same way;
  *  - the AVX2 and AVX-512 activation quantizers (Q8_0, Q8_K) == kernels_scalar.c's, byte for byte, over
  *    rows of zeros, single nonzeros, ties of ±max, subnormals, -0.0, near-midpoint products, NaN and inf,
  *    and each type whose vec-dot type is Q8_0 / Q8_K has them at each level;
@@ -55,6 +56,38 @@ static int attn_one_chunk_check(int cases) {
       for (int d = 0; d < Dh; d++)
         if (memcmp(&want[d], &got[d], 4) && !(isnan(want[d]) && isnan(got[d]))) {
           if (bad++ < 10) printf("attn lanes=%d simd=%d Dh=%d n=%d row=%d kind=%d d=%d: %a vs %a\n", mkc_lanes, simd, Dh, n, row, kind, d, want[d], got[d]);
+          break;
+        }
+    }
+  }
+  mkc_lanes = 16;
+  return bad;
+}
+
+/* mkc_attn_one_chunk_heads (a run of a token's heads, GQA, two heads at a time) at simd 1 and 2 == simd 0 */
+static int attn_heads_check(int cases) {
+  enum { MAXH = 7, MAXD = 130, MAXN = 200, MAXROW = MAXH * MAXD + 40 };
+  static unsigned short k[MAXN * MAXROW], v[MAXN * MAXROW];
+  static float q[MAXH * MAXD], want[MAXH * MAXD], got[MAXH * MAXD], work[MAXH * (2 * MAXD + 3 * MAXN)];
+  int bad = 0;
+  for (int c = 0; c < cases; c++) {
+    mkc_lanes = c & 1 ? 16 : 8;
+    const int Dh = rnd() % 2 ? 16 * (1 + rnd() % 8) : 1 + rnd() % MAXD;
+    const int group = 1 + rnd() % 3, h0 = rnd() % 3, nh = 1 + rnd() % (MAXH - h0);
+    const int Hkv = (h0 + nh - 1) / group + 1, row = Hkv * Dh + (rnd() % 2 ? rnd() % 40 : 0);
+    const int n = rnd() % 5 == 0 ? 1 + rnd() % 4 : 1 + rnd() % MAXN;
+    const float vsc = rnd() % 4 == 0 ? 60000.0f : 1.0f; /* f16 overflow of the accumulator */
+    for (int i = 0; i < (h0 + nh) * Dh; i++) q[i] = frand() * 3.0f;
+    for (int i = 0; i < n * row; i++) { k[i] = h16(frand() * 2.0f); v[i] = h16(frand() * vsc); }
+    const float scale = 1.0f / sqrtf((float)Dh);
+    mkc_attn_one_chunk_heads(want, q, k, v, row, n, Dh, h0, nh, group, scale, work, 0);
+    for (int simd = 1; simd <= 2; simd++) {
+      for (int i = 0; i < MAXH * (2 * MAXD + 3 * MAXN); i++) work[i] = frand(); /* stale scratch */
+      for (int i = 0; i < (h0 + nh) * Dh; i++) got[i] = -1.0f;
+      mkc_attn_one_chunk_heads(got, q, k, v, row, n, Dh, h0, nh, group, scale, work, simd);
+      for (int i = h0 * Dh; i < (h0 + nh) * Dh; i++)
+        if (memcmp(&want[i], &got[i], 4) && !(isnan(want[i]) && isnan(got[i]))) {
+          if (bad++ < 10) printf("attn heads lanes=%d simd=%d Dh=%d n=%d h0=%d nh=%d group=%d i=%d: %a vs %a\n", mkc_lanes, simd, Dh, n, h0, nh, group, i, want[i], got[i]);
           break;
         }
     }
@@ -224,6 +257,7 @@ int main(void) {
     }
   mk_init_tables();
   bad += attn_one_chunk_check(3000);
+  bad += attn_heads_check(1500);
   printf("mismatches %d\n", bad);
   return bad != 0;
 }
