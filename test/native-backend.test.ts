@@ -370,11 +370,19 @@ test('Q4_K, Q8_0 and Q6_K repacked by 16 rows (AVX-512, AVX2 and scalar kernels)
       };
       for (const level of levels) {
         a.setSimd(level);
-        for (const [N, K] of [[16, 256], [64, 512], [1040, 768], [16, 20480]] as const) {
-          const w = weight('w', Q, [N, K], r), p = pack(w, N, K);
+        // Q8_0 and Q6_K also with N % 16 != 0 (a 50257-token output matrix): the last N % 16 rows stay as stored
+        const shapes = [[16, 256], [64, 512], [1040, 768], [16, 20480], ...(Q === GGMLType.Q4_K ? [] : [[50, 256], [1043, 768]])] as const;
+        for (const [N, K] of shapes) {
+          const w = weight('w', Q, [N, K], r), p = pack(w, N, K), n16 = N & ~15;
           for (const T of Q === GGMLType.Q6_K ? [1, 2, 3, 4, 5, 8, 9, 37, 64] : [1, 3, 4, 5, 9, 64]) {
             const x = randn(T * K, r), want = new Float32Array(T * N), got = new Float32Array(T * N);
             stored(level, () => a.matmul(want, x, w.data, Q, T, N, K, 2));
+            if (n16 < N) {
+              // the stored tail runs the stored kernel of this level (at level 0, the scalar dot: ggml's generic order)
+              const tail = new Float32Array(T * N);
+              a.matmul(tail, x, w.data, Q, T, N, K, 2);
+              for (let t = 0; t < T; t++) want.set(tail.subarray(t * N + n16, t * N + N), t * N + n16);
+            }
             a.matmul(got, x, p, R16, T, N, K, 2);
             assert.deepEqual(got, want, `${typeName(Q)} matmul N=${N} K=${K} T=${T} setSimd(${level})`);
           }
@@ -404,6 +412,7 @@ test('Q4_K, Q8_0 and Q6_K repacked by 16 rows (AVX-512, AVX2 and scalar kernels)
     a.setSimd(prev);
   }
   assert.throws(() => a.repack(new Uint8Array(144 * 24), new Uint8Array(144 * 24), GGMLType.Q4_K, 24, 256, 1), /multiple of 16/);
+  assert.throws(() => a.repack(new Uint8Array(34 * 8 * 15), new Uint8Array(34 * 8 * 15), GGMLType.Q8_0, 15, 256, 1), /N/);
   assert.throws(() => a.repack(new Uint8Array(144 * 16), new Uint8Array(144 * 15), GGMLType.Q4_K, 16, 256, 1), /size/);
   assert.throws(() => a.repack(new Uint8Array(176 * 16), new Uint8Array(176 * 16), GGMLType.Q5_K, 16, 256, 1), /type/);
   assert.throws(() => a.repack(new Uint8Array(210 * 16), new Uint8Array(210 * 15), GGMLType.Q6_K, 16, 256, 1), /size/);
@@ -412,8 +421,9 @@ test('Q4_K, Q8_0 and Q6_K repacked by 16 rows (AVX-512, AVX2 and scalar kernels)
 test('Q4_K, Q8_0 and Q6_K repack from a mapped file (read through the page cache, pages dropped) == from memory == scalar packing', { skip }, () => {
   const a = loadAddon();
   const r = rng(99);
-  const N = 1040, K = 768;
-  for (const Q of [GGMLType.Q4_K, GGMLType.Q8_0, GGMLType.Q6_K]) {
+  const K = 768;
+  // Q8_0 and Q6_K also with 1043 rows: the last 3 copied as stored
+  for (const [Q, N] of [[GGMLType.Q4_K, 1040], [GGMLType.Q8_0, 1040], [GGMLType.Q6_K, 1040], [GGMLType.Q8_0, 1043], [GGMLType.Q6_K, 1043]] as const) {
     const w = weight('w', Q, [N, K], r);
     const dir = mkdtempSync(join(tmpdir(), 'moekit-repack-'));
     const file = join(dir, 'w.bin');

@@ -428,7 +428,7 @@ static napi_value js_prefault(napi_env env, napi_callback_info info) {
 }
 
 /* repack(dst, src, type, N, K, threads): Q4_K, Q8_0 or Q6_K [N, K] into T_Q4_K_R16 / T_Q8_0_R16 / T_Q6_K_R16
- * (common.h), N a multiple of 16 */
+ * (common.h), N >= 16; Q4_K: N a multiple of 16 (Q8_0 / Q6_K keep the last N % 16 rows as stored) */
 static napi_value js_repack(napi_env env, napi_callback_info info) {
   napi_value a[6];
   view dst, src;
@@ -441,7 +441,7 @@ static napi_value js_repack(napi_env env, napi_callback_info info) {
   if (!check(env, type == T_Q4_K || type == T_Q8_0 || type == T_Q6_K, "repack: type must be Q4_K (12), Q8_0 (8) or Q6_K (14)"))
     return NULL;
   const size_t wb = weight_bytes(type, K, (size_t)N);
-  if (!check(env, N % MK_R16 == 0, "repack: N must be a multiple of 16") ||
+  if (!check(env, type != T_Q4_K || N % MK_R16 == 0, "repack: Q4_K's N must be a multiple of 16") ||
       !check(env, wb != 0 && src.length == wb && dst.length == wb, "repack: src/dst size does not match N/K"))
     return NULL;
   pthread_mutex_lock(&op_lock);

@@ -173,6 +173,7 @@ typedef struct {
   int f32_exact; /* F32 weights: sum in llama.cpp's order (ggml_compat.c), -1 = off */
   int q4k_rp;    /* Q4_K weights in llama.cpp's repacked order (ggml_compat.c mkc_q4K_rows) */
   int r16;       /* weights repacked by 16 rows (r16_rows; the same order as stored) */
+  int n16;       /* r16: rows in whole groups; Q8_0_R16 / Q6_K_R16 keep the N % 16 rows after them as stored */
 } matmul_part;
 
 typedef struct {
@@ -193,8 +194,14 @@ static void matmul_chunk(void *vp, int c) {
       for (int r = r0; r < r1; r++)
         p->y[(size_t)t * p->N + r] = mkc_dot_f32(w + (size_t)r * j->K, x + (size_t)t * j->K, j->K, p->f32_exact);
   } else if (p->r16) {
-    r16_rows(p->o->type, p->w + (size_t)r0 * p->wrow, j->K, (r1 - r0) / MK_R16, p->act, p->arow, j->T,
-             mkc_q4K_gemm_rows(j->T), p->y + r0, (size_t)p->N);
+    /* chunks start on group boundaries (row_chunk), so r0 <= n16 */
+    const int rg = imin(r1, p->n16);
+    if (rg > r0)
+      r16_rows(p->o->type, p->w + (size_t)r0 * p->wrow, j->K, (rg - r0) / MK_R16, p->act, p->arow, j->T,
+               mkc_q4K_gemm_rows(j->T), p->y + r0, (size_t)p->N);
+    if (r1 > rg) /* the stored tail: the stored type's kernel, on the same activations (same vec-dot type) */
+      rows_times_tokens(mk_ops(r16_source(p->o->type), use_simd), p->w, p->wrow, rg, r1, p->act, p->arow, j->T, j->K,
+                        p->y, (size_t)p->N);
   } else if (p->q4k_rp) {
     mkc_q4K_rows(p->w, p->wrow, r0, r1, p->act, p->arow, j->T, j->K, p->y, (size_t)p->N);
   } else {
@@ -245,11 +252,12 @@ void mk_matmuls(int n, float *const *ys, const float *x, const uint8_t *const *w
     p->N = N;
     p->wrow = mk_row_bytes(type, K);
     p->arow = mk_row_bytes(p->o->vec_dot_type, K);
-    if (is_r16(type) && N % MK_R16) { /* not a whole number of groups: no such tensor is packed */
+    if (type == T_Q4_K_R16 && N % MK_R16) { /* not a whole number of groups: no such tensor is packed */
       for (size_t e = 0; e < (size_t)T * N; e++) p->y[e] = NAN;
       p->N = 0;
     }
     p->r16 = is_r16(type);
+    p->n16 = p->N & ~(MK_R16 - 1);
     p->q4k_rp = type == T_Q4_K && mkc_q4K_repacked(N);
     p->f32_exact = type == T_F32 ? mkc_f32_sgemm(N, K, T) : -1;
     fmt[i] = p->o->vec_dot_type + (p->q4k_rp || type == T_Q4_K_R16 ? 256 : 0);
@@ -832,8 +840,15 @@ static void repack_run(repack_job *j, int nth) {
 }
 
 int mk_repack_r16(uint8_t *dst, const uint8_t *src, int type, int N, int K, int nth) {
-  if ((type != T_Q4_K && type != T_Q8_0 && type != T_Q6_K) || N % MK_R16 || K % (type == T_Q8_0 ? QK8_0 : QK_K)) return 0;
+  if ((type != T_Q4_K && type != T_Q8_0 && type != T_Q6_K) || N < MK_R16 || (type == T_Q4_K && N % MK_R16) ||
+      K % (type == T_Q8_0 ? QK8_0 : QK_K))
+    return 0;
   const size_t group_bytes = mk_row_bytes(type, K) * MK_R16;
+  /* Q8_0 / Q6_K: the rows past the last whole group stay as stored (a vocabulary of 50257 rows: the output
+   * matrix read 2x slower as stored; bench/phase-decode.ts). Q4_K's repacked kernels also sum tokens in
+   * llama.cpp's gemm order, which its rows as stored do not, so a Q4_K matrix is repacked whole or not at all. */
+  const size_t tail = (size_t)(N % MK_R16) * mk_row_bytes(type, K), head = group_bytes * (size_t)(N / MK_R16);
+  if (tail) memcpy(dst + head, src + head, tail);
   /* 16-lane gathers where the group's byte offsets fit them (i32); the layout is the same. Q6_K: whole
    * fields (memcpy) at every level */
   const int gather = use_simd >= 2 && group_bytes <= INT32_MAX;

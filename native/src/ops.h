@@ -35,13 +35,12 @@ void mk_moe_ffn(const mk_moe_args *a, int nth);
 void mk_attention(float *out, const float *q, const uint16_t *k, const uint16_t *v, int T, int pos0, int H,
                   int Hkv, int Dh, float scale, int nth);
 
-/* dst (T_Q4_K_R16) = Q4_K src [N, K], N a multiple of 16. When src is a read-only file mapping (the model
- * file) it is read through the page cache (pread) and its pages then leave the process. */
 /* Map the pages of [p, p + n) into the process now (MADV_POPULATE_READ, or MADV_POPULATE_WRITE with write:
  * private writable pages, as a first write would); 0 where the kernel cannot. */
 int mk_prefault(const void *p, size_t n, int write);
-/* Q4_K, Q8_0 or Q6_K [N, K] (N a multiple of 16) into T_Q4_K_R16 / T_Q8_0_R16 / T_Q6_K_R16; 0 for another type
- * or shape. */
+/* Q4_K, Q8_0 or Q6_K [N, K] (N >= 16; Q4_K: a multiple of 16) into T_Q4_K_R16 / T_Q8_0_R16 / T_Q6_K_R16, the
+ * last N % 16 rows of Q8_0 / Q6_K as stored; 0 for another type or shape. When src is a read-only file mapping
+ * (the model file) it is read through the page cache (pread) and its pages then leave the process. */
 int mk_repack_r16(uint8_t *dst, const uint8_t *src, int type, int N, int K, int nth);
 /* dst = src ([rows, row_bytes]), read and dropped like the repack's source: a weight moved out of the mapped
  * file into the process's own memory, where the page cache cannot reclaim it between uses; 0 (nothing copied) for

@@ -145,9 +145,11 @@ export function residentData(w: Tensor): Uint8Array {
  * The bytes and type id the addon multiplies `w` with: Q4_K, Q8_0 and Q6_K tensors whose row groups (`rows` per
  * matrix: N, or F/D of an expert) are multiples of 16 go through the AVX-512 kernels in the repacked
  * layout (the same results, bit for bit), as llama.cpp repacks Q4_K at load time (its CPU_REPACK
- * buffer); other tensors of a mapped file are copied as stored; everything else is used where it is.
+ * buffer); so do Q8_0 and Q6_K matrices (`matrix`: one [N, K] weight, N ≥ 16) of any N, their last N % 16 rows
+ * kept as stored (a 50257-token output matrix as stored read at half the repacked speed); other tensors of a
+ * mapped file are copied as stored; everything else is used where it is.
  */
-function weightData(addon: Addon, repack: boolean, w: Tensor, rows: number, threads: number): [Uint8Array, number] {
+function weightData(addon: Addon, repack: boolean, w: Tensor, rows: number, threads: number, matrix = false): [Uint8Array, number] {
   const have = resident.get(w.data);
   if (have) return [have.data, have.type];
   if (mapped.has(w.data)) return [w.data, w.type];
@@ -155,7 +157,8 @@ function weightData(addon: Addon, repack: boolean, w: Tensor, rows: number, thre
   const rowBytes = tensorBytes(w.type, [1, K]);
   const N = w.data.byteLength / rowBytes;
   const r16 = R16_TYPE.get(w.type);
-  const type = repack && r16 !== undefined && rows % 16 === 0 ? r16 : w.type;
+  const whole = rows % 16 === 0 || (matrix && rows >= 16 && w.type !== GGMLType.Q4_K);
+  const type = repack && r16 !== undefined && whole ? r16 : w.type;
   const p = newCopy(addon, w, (p) => {
     if (type === w.type) return addon.residentCopy(p, w.data, N, rowBytes, threads);
     addon.repack(p, w.data, w.type, N, K, threads);
@@ -265,7 +268,7 @@ export class NativeBackend implements Backend {
     const [N, K] = w.shape as [number, number];
     checkLength(`matmul ${w.name} x`, x, T * K);
     checkLength(`matmul ${w.name} y`, y, T * N);
-    const [wd, wt] = weightData(this.addon, this.repack, w, N, this.threads);
+    const [wd, wt] = weightData(this.addon, this.repack, w, N, this.threads, true);
     this.addon.matmul(y, x, wd, wt, T, N, K, this.threads);
   }
 
@@ -281,7 +284,7 @@ export class NativeBackend implements Backend {
       if (!(y instanceof Float32Array)) fail(`matmuls ${w.name}: y must be a Float32Array`);
       checkLength(`matmuls ${w.name} y`, y, T * N);
       if (overlaps(y, x) || ys.some((o) => overlaps(o, y))) fail(`matmuls ${w.name}: y must not overlap x or another y`);
-      const [wd, wt] = weightData(this.addon, this.repack, w, N, this.threads);
+      const [wd, wt] = weightData(this.addon, this.repack, w, N, this.threads, true);
       ws.push(wd);
       types.push(wt);
       ys.push(y);
