@@ -172,8 +172,8 @@ typedef struct {
   int N, chunk, first;
   int f32_exact; /* F32 weights: sum in llama.cpp's order (ggml_compat.c), -1 = off */
   int q4k_rp;    /* Q4_K weights in llama.cpp's repacked order (ggml_compat.c mkc_q4K_rows) */
-  int r16;       /* weights repacked by 16 rows (r16_rows; the same order as stored) */
-  int n16;       /* r16: rows in whole groups; Q8_0_R16 / Q6_K_R16 keep the N % 16 rows after them as stored */
+  int r16;       /* weights repacked by 16 rows (r16_rows; the same order as stored); Q8_0_R16 / Q6_K_R16 keep
+                  * the N % 16 rows after the whole groups as stored */
 } matmul_part;
 
 typedef struct {
@@ -194,8 +194,8 @@ static void matmul_chunk(void *vp, int c) {
       for (int r = r0; r < r1; r++)
         p->y[(size_t)t * p->N + r] = mkc_dot_f32(w + (size_t)r * j->K, x + (size_t)t * j->K, j->K, p->f32_exact);
   } else if (p->r16) {
-    /* chunks start on group boundaries (row_chunk), so r0 <= n16 */
-    const int rg = imin(r1, p->n16);
+    /* rows [r0, rg) in whole groups; chunks start on group boundaries (row_chunk), so r0 <= rg */
+    const int rg = imin(r1, p->N & ~(MK_R16 - 1));
     if (rg > r0)
       r16_rows(p->o->type, p->w + (size_t)r0 * p->wrow, j->K, (rg - r0) / MK_R16, p->act, p->arow, j->T,
                mkc_q4K_gemm_rows(j->T), p->y + r0, (size_t)p->N);
@@ -257,7 +257,6 @@ void mk_matmuls(int n, float *const *ys, const float *x, const uint8_t *const *w
       p->N = 0;
     }
     p->r16 = is_r16(type);
-    p->n16 = p->N & ~(MK_R16 - 1);
     p->q4k_rp = type == T_Q4_K && mkc_q4K_repacked(N);
     p->f32_exact = type == T_F32 ? mkc_f32_sgemm(N, K, T) : -1;
     fmt[i] = p->o->vec_dot_type + (p->q4k_rp || type == T_Q4_K_R16 ? 256 : 0);
