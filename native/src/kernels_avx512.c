@@ -308,7 +308,7 @@ static AI TGT5 void tile1_q6_K_impl(int n, const void *vw, size_t w_stride, floa
  * T_Q6_K_R16, one token: the 16 rows of a group, 8 pairs per block; block i of the group is one contiguous
  * 3360-byte run, prefetched Q6R16_PREFETCH bytes ahead, 7 lines per pair (53 lines a block). From DRAM
  * at ~33 GB/s (bench/native moe-stream 2 140 142, 2 threads), the MoE step read at 84% of a plain read of the
- * same bytes one block ahead, 90-92% two to four blocks ahead (matmul-stream, the output matrix: 40-50%, 80-88%).
+ * same bytes one block ahead, 88-92% two to four blocks ahead (matmul-stream, the output matrix: 40-50%, 59-88%).
  */
 #ifndef Q6R16_PREFETCH
 #define Q6R16_PREFETCH (3 * MK_Q6R16_BLOCK)
