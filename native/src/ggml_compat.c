@@ -697,7 +697,10 @@ static MKC_AVX2 inline void prefetch_row(const uint16_t *p, int bytes) {
   _mm_prefetch((const char *)p + bytes - 1, _MM_HINT_T0);
 }
 
-#define MKC_PF 12 /* K or V rows prefetched ahead */
+#ifndef MKC_PF
+#define MKC_PF 12
+#endif
+/* K or V rows prefetched ahead */
 
 /* out[d] = acc[d] · inv for 8·NB dims from d, acc in NB ymm registers across all n keys */
 static MKC_AI MKC_AVX2 void vacc_avx2(float *out, const uint16_t *v, size_t kv_row, int n, const float *vs,
@@ -842,7 +845,9 @@ static MKC_AVX2 void vacc_head(float *out, const uint16_t *v, size_t kv_row, int
 }
 
 /* V rows of the heads are prefetched into L2 during pass (1) when they take at most this many bytes */
+#ifndef MKC_VPF_BYTES
 #define MKC_VPF_BYTES (256 * 1024)
+#endif
 
 static MKC_AVX2 inline void prefetch_l2(const uint16_t *p, int bytes) {
   for (int o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T1);
