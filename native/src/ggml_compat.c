@@ -697,10 +697,10 @@ static MKC_AVX2 inline void prefetch_row(const uint16_t *p, int bytes) {
   _mm_prefetch((const char *)p + bytes - 1, _MM_HINT_T0);
 }
 
+/* K or V rows prefetched ahead (bench/native/attention.c with -DMKC_PF=4 or 32: no better from DRAM) */
 #ifndef MKC_PF
 #define MKC_PF 12
 #endif
-/* K or V rows prefetched ahead */
 
 /* out[d] = acc[d] · inv for 8·NB dims from d, acc in NB ymm registers across all n keys */
 static MKC_AI MKC_AVX2 void vacc_avx2(float *out, const uint16_t *v, size_t kv_row, int n, const float *vs,
