@@ -413,8 +413,13 @@ static AI TGT5 void q4K_r16_impl(int nb, const uint8_t *wg, const uint8_t *act, 
     /* per token: (bsum32_2p, bsum32_2p+1) as int16 pairs, pair p in word pair pw[p] */
     int32_t pw[4][8];
     __m512i P[4], M[4]; /* gemv: the block's sums; gemm: the current pair's */
+    __m512 dwx[4], dmx[4]; /* gemm: d·dx and dmin·dx of each token, for all four pairs */
     for (int t = 0; t < NT; t++) {
       const block_q8_K *x = (const block_q8_K *)(act + (size_t)t * act_stride) + i;
+      if (GEMM) {
+        dwx[t] = _mm512_mul_ps(dw, _mm512_set1_ps(x->d));
+        dmx[t] = _mm512_mul_ps(dmw, _mm512_set1_ps(x->d));
+      }
       const __m256i b32 = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums), _mm256_set1_epi16(1));
       _mm256_storeu_si256((__m256i *)pw[t], _mm256_packs_epi32(b32, b32)); /* dwords 0, 1, 4, 5: pairs 0-3 */
       P[t] = M[t] = _mm512_setzero_si512();
@@ -442,9 +447,8 @@ static AI TGT5 void q4K_r16_impl(int nb, const uint8_t *wg, const uint8_t *act, 
         const __m512i ps = _mm512_add_epi32(_mm512_mullo_epi32(lo[t], s_lo), _mm512_mullo_epi32(hi[t], s_hi));
         const __m512i pm = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mins, _mm512_set1_epi32(pw[t][(p & 1) + 4 * (p >> 1)]));
         if (GEMM) {
-          const float dx = ((const block_q8_K *)(act + (size_t)t * act_stride) + i)->d;
-          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ps), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc[t]);
-          accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pm), _mm512_mul_ps(dmw, _mm512_set1_ps(dx)), accm[t]);
+          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ps), dwx[t], acc[t]);
+          accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pm), dmx[t], accm[t]);
         } else {
           P[t] = _mm512_add_epi32(P[t], ps);
           M[t] = _mm512_add_epi32(M[t], pm);
