@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds ik_llama.cpp's llama-bench (CPU only, this machine's ISA) for bench/vs-ik.ts. Not a dependency of moekit.
-#   bench/build-ik.sh <ik_llama.cpp source dir> [build dir]      # ~25 min on 2 cores; prints the binary's path
+#   bench/build-ik.sh <ik_llama.cpp source dir> [build dir]      # ~10 min on 2 cores; prints the binary's path
 # The source dir needs CMakeLists.txt, cmake, ggml, src, include, common, vendor and examples/llama-bench; the other
 # examples are dropped from examples/CMakeLists.txt (a copy of the tree is edited, the source is not).
 set -e
