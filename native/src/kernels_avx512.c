@@ -151,7 +151,8 @@ static TGT5 void dot_q8_0_512(int n, const void *w, const void *act, size_t act_
  */
 
 static AI TGT5 void tile2_q6_K_impl(const int R16, int n, const void *vw, size_t w_stride, int r0, const void *act,
-                                    size_t act_stride, float *s, size_t s_stride, const int NR, const int NT) {
+                                    size_t act_stride, const uint8_t *yp, float *s, size_t s_stride, const int NR,
+                                    const int NT) {
   const int NP = (NT + 1) / 2;
   __m512 acc[4][4];
   for (int r = 0; r < NR; r++)
@@ -204,8 +205,9 @@ static AI TGT5 void tile2_q6_K_impl(const int R16, int n, const void *vw, size_t
         for (int p = 0; p < NP; p++) {
           const int8_t *y0 = x0[p]->qs + 128 * h, *y1 = x1[p]->qs + 128 * h;
           for (int k = 0; k < 4; k++) {
-            const __m512i yk = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(y0 + 32 * k))),
-                                                  _mm256_loadu_si256((const __m256i *)(y1 + 32 * k)), 1);
+            const __m512i yk = yp ? _mm512_loadu_si512(yp + (((size_t)i * NP + p) * 8 + 4 * h + k) * 64)
+                                  : _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(y0 + 32 * k))),
+                                                       _mm256_loadu_si256((const __m256i *)(y1 + 32 * k)), 1);
             sumi[p] = _mm512_dpwssd_epi32(sumi[p], _mm512_maddubs_epi16(q[k], yk), sv[k]);
           }
         }
@@ -330,7 +332,7 @@ static AI TGT5 void q6K_r16_t1(int nb, const uint8_t *wg, const block_q8_K *x, f
 }
 
 #define Q6_CASE(R, T) \
-  case (R) * 16 + (T): tile2_q6_K_impl(0, n, w, w_stride, 0, act, act_stride, s, s_stride, R, T); break;
+  case (R) * 16 + (T): tile2_q6_K_impl(0, n, w, w_stride, 0, act, act_stride, NULL, s, s_stride, R, T); break;
 #define Q6_ROW(R) Q6_CASE(R, 2) Q6_CASE(R, 3) Q6_CASE(R, 4) Q6_CASE(R, 5) Q6_CASE(R, 6) Q6_CASE(R, 7) Q6_CASE(R, 8)
 
 static TGT5 void tile_q6_K_512(int n, const void *w, size_t w_stride, int nr, const void *act, size_t act_stride,
@@ -360,9 +362,28 @@ TGT5 void mk_q6K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, si
       q6K_r16_t1(nb, wg, (const block_q8_K *)a, o);
       continue;
     }
+    /* each pair of tokens' 32-byte quant runs side by side, built once for the group's 16 rows instead of one
+     * insert per row (the same bytes in the same lanes); up to 16 blocks (K = 4096), else the inserts */
+    _Alignas(64) uint8_t ybuf[16 * 4 * 8 * 64];
+    const uint8_t *yp = NULL;
+    const int NP = (nt + 1) / 2;
+    if (nb <= 16) {
+      for (int i = 0; i < nb; i++)
+        for (int p = 0; p < NP; p++) {
+          const int t1 = 2 * p + 1 < nt ? 2 * p + 1 : 2 * p;
+          const int8_t *y0 = ((const block_q8_K *)(a + (size_t)(2 * p) * act_stride) + i)->qs;
+          const int8_t *y1 = ((const block_q8_K *)(a + (size_t)t1 * act_stride) + i)->qs;
+          for (int j = 0; j < 8; j++) { /* j = 4h + k: qs[128h + 32k ..] */
+            uint8_t *d = ybuf + (((size_t)i * NP + p) * 8 + j) * 64;
+            memcpy(d, y0 + 32 * j, 32);
+            memcpy(d + 32, y1 + 32 * j, 32);
+          }
+        }
+      yp = ybuf;
+    }
     for (int r = 0; r < MK_R16; r += 4) {
 #define Q6R_CASE(T) \
-  case T: tile2_q6_K_impl(1, nb * QK_K, wg, 0, r, a, act_stride, o + r, s_stride, 4, T); break;
+  case T: tile2_q6_K_impl(1, nb * QK_K, wg, 0, r, a, act_stride, yp, o + r, s_stride, 4, T); break;
       switch (nt) { Q6R_CASE(2) Q6R_CASE(3) Q6R_CASE(4) Q6R_CASE(5) Q6R_CASE(6) Q6R_CASE(7) Q6R_CASE(8) default: break; }
 #undef Q6R_CASE
     }
