@@ -27,25 +27,23 @@ interface Round {
 
 const moekitBin = fileURLToPath(new URL('../bin/moekit.js', import.meta.url));
 
-function run(cmd: string, args: string[]): string {
+function run(cmd: string, args: string[]): { stdout: string; stderr: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited with ${r.status}:\n${r.stderr.slice(-2000)}`);
-  return r.stdout;
+  return r;
 }
 
 const median = (xs: number[]) => spread(xs).median;
 
 function moekitRound(model: string, t: number, p: number, n: number, reps: number): Round {
-  const out = JSON.parse(run(process.execPath, [moekitBin, 'bench', model, '-t', String(t), '-p', String(p), '-n', String(n), '-r', String(reps), '--json']));
+  const out = JSON.parse(run(process.execPath, [moekitBin, 'bench', model, '-t', String(t), '-p', String(p), '-n', String(n), '-r', String(reps), '--json']).stdout);
   const r = out.results[0];
   return { prompt: r.prompt.median, decode: r.decode.median, rss: r.peakRss };
 }
 
 function ikRound(ik: string, extra: string[], model: string, t: number, p: number, n: number, reps: number): Round {
   const args = ['-m', model, '-t', String(t), '-p', String(p), '-n', '0', '-gp', `${p},${n}`, '-r', String(reps), '-o', 'json', ...extra];
-  const timed = existsSync('/usr/bin/time');
-  const r = spawnSync(timed ? '/usr/bin/time' : ik, timed ? ['-f', 'maxrss_kb %M', ik, ...args] : args, { encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`${ik} ${args.join(' ')} exited with ${r.status}:\n${r.stderr.slice(-2000)}`);
+  const r = existsSync('/usr/bin/time') ? run('/usr/bin/time', ['-f', 'maxrss_kb %M', ik, ...args]) : run(ik, args);
   const tests = JSON.parse(r.stdout) as { n_prompt: number; n_gen: number; samples_ts: number[] }[];
   const pp = tests.find((x) => x.n_gen === 0 && x.n_prompt === p), tg = tests.find((x) => x.n_gen === n);
   if (!pp || !tg) throw new Error(`llama-bench printed no pp${p} and tg${n}@pp${p} results: ${r.stdout.slice(0, 500)}`);
@@ -55,6 +53,11 @@ function ikRound(ik: string, extra: string[], model: string, t: number, p: numbe
 
 const fmt = (x: number) => x.toFixed(2);
 const gib = (b?: number) => (b === undefined ? '?' : `${(b / 2 ** 30).toFixed(2)} GiB`);
+/** the largest peak RSS of the rounds that have one */
+const maxRss = (rs: Round[]) => {
+  const known = rs.flatMap((r) => (r.rss === undefined ? [] : [r.rss]));
+  return known.length ? Math.max(...known) : undefined;
+};
 
 new Command('vs-ik')
   .argument('<model>', 'GGUF file')
@@ -88,7 +91,7 @@ new Command('vs-ik')
       `\n${model}, ${o.threads} threads, ik_llama.cpp flags: ${extra.join(' ') || '(none)'}\n` +
         `| figure | moekit med | ik_llama.cpp med | ratio of medians | per-round ratio med (min–max) |\n|---|---|---|---|---|\n` +
         `${row(`prompt tok/s (pp${o.prompt})`, (r) => r.prompt)}\n${row(`decode tok/s (tg${o.gen}@pp${o.prompt})`, (r) => r.decode)}\n` +
-        `| peak RSS | ${gib(Math.max(...m.map((r) => r.rss ?? 0)))} | ${gib(Math.max(...k.map((r) => r.rss ?? 0)) || undefined)} | | |\n`,
+        `| peak RSS | ${gib(maxRss(m))} | ${gib(maxRss(k))} | | |\n`,
     );
   })
   .parseAsync()
