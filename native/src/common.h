@@ -178,39 +178,47 @@ void mk_q8_0_r16_rows(const uint8_t *w, int K, int ngroups, const uint8_t *act, 
 
 /*
  * Q6_K rows repacked by groups of 16 (not a ggml type; made by mk_repack_r16, the same bytes per row as Q6_K).
- * One 3360-byte block holds block i of 16 consecutive rows r, each field of the 16 rows side by side:
- *   [0, 2048) ql: row r at 128r | [2048, 3072) qh: row r at 2048 + 64r | [3072, 3328) scales: row r at
- *   3072 + 16r | [3328, 3360) d: row r at 3328 + 2r
- * (field f of block_q6_K at offset off_f, size size_f, lies at 16·off_f + r·size_f). A block is 105 × 32
- * bytes, so from a 32-byte aligned tensor every 32/64-byte ql/qh load of the kernels lies within one cache
- * line (a stored block is 210 bytes: most of them straddle two). The kernels are the stored layout's
- * (kernels_avx2.c q6_K_block, kernels_avx512.c q6_K_pair1 / tile2_q6_K_impl) addressing the fields here,
- * so the results are bit-identical; q6_K_r16.c has the packing, the scalar reference and the dispatch.
+ * One 3360-byte block holds block i of 16 consecutive rows r, each field of the 16 rows side by side and
+ * ql/qh of each pair of rows (2p, 2p+1) interleaved by 32-byte chunks:
+ *   [0, 2048) ql: chunk c (bytes 32c .. 32c+31, c < 4) of row r at 256p + 64c + 32(r & 1) |
+ *   [2048, 3072) qh: chunk c (c < 2) at 2048 + 128p + 64c + 32(r & 1) | [3072, 3328) scales: row r at
+ *   3072 + 16r | [3328, 3360) d: row r at 3328 + 2r.
+ * So one 64-byte load gives the same chunk of both rows of a pair, [row 2p | row 2p+1], which is how the
+ * one-token kernel (kernels_avx512.c q6_K_pair1) holds them: 7 inserts fewer per pair and block than loading
+ * the rows' chunks one by one (bench/native group-kernel q6 1: 41.8 -> 50.0 GMAC/s per core). The kernels
+ * are the stored layout's (kernels_avx2.c q6_K_block, kernels_avx512.c q6_K_pair1 / tile2_q6_K_impl)
+ * addressing the fields here (mk_q6_at: a chunk stride of 64 instead of 32), so the results are
+ * bit-identical; q6_K_r16.c has the packing, the scalar reference and the dispatch.
  */
 #define T_Q6_K_R16 142
 #define MK_Q6R16_BLOCK (MK_R16 * (int)sizeof(block_q6_K))
 /* The fields of Q6_K block i of row r: as stored (r16 == 0: rows w_stride bytes apart from w) or in
- * T_Q6_K_R16 (r16 != 0: w the first group, nb blocks per row; rows past 15 lie in the next groups). */
-typedef struct { const uint8_t *ql, *qh; const int8_t *sc; const uint8_t *d; } mk_q6_fields;
+ * T_Q6_K_R16 (r16 != 0: w the first group, nb blocks per row; rows past 15 lie in the next groups). Chunk c of
+ * 32 bytes of ql (c < 4) / qh (c < 2) is at ql / qh + c·cs: cs 32 as stored, 64 in T_Q6_K_R16 (mk_q6_ql, mk_q6_qh). */
+typedef struct { const uint8_t *ql, *qh; const int8_t *sc; const uint8_t *d; int cs; } mk_q6_fields;
 static inline __attribute__((always_inline)) mk_q6_fields mk_q6_at(const int r16, const uint8_t *w, size_t w_stride,
                                                                    int nb, int r, int i) {
   mk_q6_fields f;
   if (r16) {
     const uint8_t *b = w + ((size_t)(r >> 4) * (size_t)nb + (size_t)i) * MK_Q6R16_BLOCK;
     const int k = r & (MK_R16 - 1);
-    f.ql = b + 128 * k;
-    f.qh = b + 16 * 128 + 64 * k;
+    f.ql = b + 256 * (k >> 1) + 32 * (k & 1);
+    f.qh = b + 16 * 128 + 128 * (k >> 1) + 32 * (k & 1);
     f.sc = (const int8_t *)(b + 16 * 192 + 16 * k);
     f.d = b + 16 * 208 + 2 * k;
+    f.cs = 64;
   } else {
     const uint8_t *b = w + (size_t)r * w_stride + (size_t)i * sizeof(block_q6_K);
     f.ql = b;
     f.qh = b + 128;
     f.sc = (const int8_t *)(b + 192);
     f.d = b + 208;
+    f.cs = 32;
   }
   return f;
 }
+static inline const uint8_t *mk_q6_ql(const mk_q6_fields *f, int c) { return f->ql + (size_t)c * f->cs; }
+static inline const uint8_t *mk_q6_qh(const mk_q6_fields *f, int c) { return f->qh + (size_t)c * f->cs; }
 static inline float mk_q6_d(const mk_q6_fields *f) {
   uint16_t h;
   memcpy(&h, f->d, 2);

@@ -233,9 +233,9 @@ static AI TGT void q6_K_block(mk_q6_fields w, int i, const void *act, size_t act
     sumi[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
   }
   for (int h = 0; h < 2; h++) {
-    const __m256i qlA = _mm256_loadu_si256((const __m256i *)(w.ql + 64 * h));
-    const __m256i qlB = _mm256_loadu_si256((const __m256i *)(w.ql + 64 * h + 32));
-    const __m256i qh = _mm256_loadu_si256((const __m256i *)(w.qh + 32 * h));
+    const __m256i qlA = _mm256_loadu_si256((const __m256i *)mk_q6_ql(&w, 2 * h));
+    const __m256i qlB = _mm256_loadu_si256((const __m256i *)mk_q6_ql(&w, 2 * h + 1));
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)mk_q6_qh(&w, h));
     __m256i q[4], sv[4];
     q[0] = _mm256_or_si256(_mm256_and_si256(qlA, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
     q[1] = _mm256_or_si256(_mm256_and_si256(qlB, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));

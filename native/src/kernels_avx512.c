@@ -176,9 +176,8 @@ static AI TGT5 void tile2_q6_K_impl(const int R16, int n, const void *vw, size_t
       /* the same block of the next tile's rows (as stored: its 4 lines; repacked: its fields) */
       const mk_q6_fields wn = mk_q6_at(R16, vw, w_stride, nb, r0 + r + NR, i);
       if (R16) {
-        for (int l = 0; l < 3; l++) _mm_prefetch((const char *)wn.ql + 63 * l + (l > 0), _MM_HINT_T0);
-        _mm_prefetch((const char *)wn.qh, _MM_HINT_T0);
-        _mm_prefetch((const char *)wn.qh + 63, _MM_HINT_T0);
+        for (int c = 0; c < 4; c++) _mm_prefetch((const char *)mk_q6_ql(&wn, c), _MM_HINT_T0);
+        for (int c = 0; c < 2; c++) _mm_prefetch((const char *)mk_q6_qh(&wn, c), _MM_HINT_T0);
         _mm_prefetch((const char *)wn.sc, _MM_HINT_T0);
       } else {
         for (int l = 0; l < 4; l++) _mm_prefetch((const char *)wn.ql + 64 * l, _MM_HINT_T0);
@@ -189,9 +188,9 @@ static AI TGT5 void tile2_q6_K_impl(const int R16, int n, const void *vw, size_t
       for (int p = 0; p < NP; p++)
         sumi[p] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_madd_epi16(sc16, bs[p]), 5));
       for (int h = 0; h < 2; h++) {
-        const __m512i qlA = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w.ql + 64 * h)));
-        const __m512i qlB = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w.ql + 64 * h + 32)));
-        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w.qh + 32 * h)));
+        const __m512i qlA = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)mk_q6_ql(&w, 2 * h)));
+        const __m512i qlB = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)mk_q6_ql(&w, 2 * h + 1)));
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)mk_q6_qh(&w, h)));
         __m512i q[4], sv[4];
         q[0] = _mm512_or_si512(_mm512_and_si512(qlA, m4), _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30));
         q[1] = _mm512_or_si512(_mm512_and_si512(qlB, m4), _mm512_and_si512(_mm512_slli_epi16(qh, 2), m30));
@@ -232,23 +231,26 @@ static AI TGT5 void tile2_q6_K_impl(const int R16, int n, const void *vw, size_t
  * same int16 scale words (vpermw picks them from the row's sign-extended scales), maddubs then vpdpwssd
  * (exact int32 sums, in any order, so the same lanes as madd + add), one f32 FMA per block of (x->d·dw)
  * into the row's own accumulator, one hsum_ps5 per row at the end: bit-identical to the AVX2 tile.
- * q6_K_pair1 is one block of one pair of rows (fields f0, f1, as stored or in T_Q6_K_R16) times the
- * token's block (bsums bs, quants y[4h + k] = qs[128h + 32k ..] in both halves, scale dx), into acc.
+ * q6_K_pair1 is one block of one pair of rows (fields f0, f1, as stored or, R16, rows 2p and 2p+1 of a
+ * T_Q6_K_R16 group: each chunk of both in one 64-byte load) times the token's block (bsums bs, quants
+ * y[4h + k] = qs[128h + 32k ..] in both halves, scale dx), into acc.
  */
-static AI TGT5 __m512 q6_K_pair1(mk_q6_fields f0, mk_q6_fields f1, const __m512i bs, const __m512i *y, const __m512 dx,
-                                 __m512 acc) {
+static AI TGT5 __m512 q6_K_pair1(const int R16, mk_q6_fields f0, mk_q6_fields f1, const __m512i bs, const __m512i *y,
+                                 const __m512 dx, __m512 acc) {
   const __m512i m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
   /* vpermw index for sub-blocks (a, a+1) of both rows: words 0-7 <- a, 8-15 <- a+1, 16-23 <- 16+a, 24-31 <- 17+a */
   const __m512i sel0 = _mm512_set_epi16(17, 17, 17, 17, 17, 17, 17, 17, 16, 16, 16, 16, 16, 16, 16, 16,
                                         1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-  const __m256i sc8 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)f0.sc)),
-                                              _mm_loadu_si128((const __m128i *)f1.sc), 1);
+  const __m256i sc8 = R16 ? _mm256_loadu_si256((const __m256i *)f0.sc) /* rows 2p, 2p+1: adjacent */
+                          : _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)f0.sc)),
+                                                    _mm_loadu_si128((const __m128i *)f1.sc), 1);
   const __m512i sc16 = _mm512_cvtepi8_epi16(sc8); /* row r0's 16 scales, then row r1's */
   __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_madd_epi16(sc16, bs), 5));
   for (int h = 0; h < 2; h++) {
-#define LD2(f) _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(f0.f))), \
-                                  _mm256_loadu_si256((const __m256i *)(f1.f)), 1)
-    const __m512i qlA = LD2(ql + 64 * h), qlB = LD2(ql + 64 * h + 32), qh = LD2(qh + 32 * h);
+#define LD2(f, c) (R16 ? _mm512_loadu_si512(mk_q6_##f(&f0, c)) \
+                       : _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)mk_q6_##f(&f0, c))), \
+                                            _mm256_loadu_si256((const __m256i *)mk_q6_##f(&f1, c)), 1))
+    const __m512i qlA = LD2(ql, 2 * h), qlB = LD2(ql, 2 * h + 1), qh = LD2(qh, h);
 #undef LD2
     /* (a & m4) | b with b already masked to 0x30: the same bytes as the AVX2 and/or */
     __m512i q[4];
@@ -300,7 +302,7 @@ static AI TGT5 void tile1_q6_K_impl(int n, const void *vw, size_t w_stride, floa
         _mm_prefetch((const char *)f0.ql + pfd + 64 * l, _MM_HINT_T0);
         if (r1 != r0) _mm_prefetch((const char *)f1.ql + pfd + 64 * l, _MM_HINT_T0);
       }
-      acc[p] = q6_K_pair1(f0, f1, bs, y, dx, acc[p]);
+      acc[p] = q6_K_pair1(0, f0, f1, bs, y, dx, acc[p]);
     }
   }
   for (int p = 0; p < NP; p++) store_pair(s + 2 * p, acc[p], 2 * p + 1 < NR);
@@ -325,7 +327,7 @@ static AI TGT5 void q6K_r16_t1(int nb, const uint8_t *wg, const block_q8_K *x, f
     const __m512 dx = _mm512_set1_ps(x[i].d);
     for (int p = 0; p < 8; p++) {
       for (int l = 0; l < 7; l++) _mm_prefetch(b + Q6R16_PREFETCH + 64 * (7 * p + l), _MM_HINT_T0);
-      acc[p] = q6_K_pair1(mk_q6_at(1, wg, 0, nb, 2 * p, i), mk_q6_at(1, wg, 0, nb, 2 * p + 1, i), bs, y, dx, acc[p]);
+      acc[p] = q6_K_pair1(1, mk_q6_at(1, wg, 0, nb, 2 * p, i), mk_q6_at(1, wg, 0, nb, 2 * p + 1, i), bs, y, dx, acc[p]);
     }
   }
   for (int p = 0; p < 8; p++) store_pair(s + 2 * p, acc[p], 1);

@@ -25,8 +25,9 @@ void mk_q6K_r16_pack(uint8_t *dst, const uint8_t *src, int g0, int g1, int K) {
       uint8_t *o = dst + ((size_t)g * nb + i) * MK_Q6R16_BLOCK;
       for (int r = 0; r < MK_R16; r++) {
         const uint8_t *b = src + ((size_t)(MK_R16 * g + r) * nb + i) * sizeof(block_q6_K);
-        memcpy(o + 128 * r, b, 128);
-        memcpy(o + 16 * 128 + 64 * r, b + 128, 64);
+        uint8_t *ql = o + 256 * (r >> 1) + 32 * (r & 1), *qh = o + 16 * 128 + 128 * (r >> 1) + 32 * (r & 1);
+        for (int c = 0; c < 4; c++) memcpy(ql + 64 * c, b + 32 * c, 32);
+        for (int c = 0; c < 2; c++) memcpy(qh + 64 * c, b + 128 + 32 * c, 32);
         memcpy(o + 16 * 192 + 16 * r, b + 192, 16);
         memcpy(o + 16 * 208 + 2 * r, b + 208, 2);
       }
@@ -48,8 +49,8 @@ static void q6K_r16_group_scalar(int nb, const uint8_t *wg, const uint8_t *act, 
         for (int j = 0; j < 8; j++) lane[j] = -32 * (f.sc[2 * j] * x->bsums[2 * j] + f.sc[2 * j + 1] * x->bsums[2 * j + 1]);
         for (int e = 0; e < QK_K; e++) {
           const int h = e / 128, k = e % 128 / 32, b = e % 32;
-          const int ql = f.ql[64 * h + 32 * (k & 1) + b];
-          const int q = (k < 2 ? ql & 0xF : ql >> 4) | ((f.qh[32 * h + b] >> (2 * k)) & 3) << 4;
+          const int ql = mk_q6_ql(&f, 2 * h + (k & 1))[b];
+          const int q = (k < 2 ? ql & 0xF : ql >> 4) | ((mk_q6_qh(&f, h)[b] >> (2 * k)) & 3) << 4;
           lane[b / 4] += f.sc[e / 16] * q * x->qs[e];
         }
         const float d = x->d * mk_q6_d(&f);

@@ -1,0 +1,67 @@
+/* A MoE prompt step (qwen3-30b-a3b shape: E=128, top-8, D=2048, F=768; T tokens, default 128) from DRAM: per
+ * round, mk_moe_ffn over one of 4 layers with random top-8 routing (every expert gets about T·8/128 tokens, as
+ * in a prompt). Prints the median ms per call and the multiply-adds per second it reached over 2 cores.
+ * Usage: moe-prompt [threads] [gate/up type] [down type] [tokens]
+ * (types: 140 Q4_K repacked by 16 (default gate/up), 142 Q6_K repacked (default down), 141 Q8_0 repacked) */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/mman.h>
+
+#include "common.h"
+#include "ops.h"
+#include "pool.h"
+
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+static int cmpd(const void *a, const void *b) { const double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
+static uint32_t rs = 7;
+static uint32_t rnd(void) { rs = rs * 1664525u + 1013904223u; return rs >> 8; }
+/* random bytes in huge pages, every 16-bit word's top bits cleared (finite f16 scales) */
+static uint8_t *rbuf(size_t n) {
+  const size_t bytes = (n + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
+  uint8_t *p = (uint8_t *)aligned_alloc(2u << 20, bytes);
+  madvise(p, bytes, MADV_HUGEPAGE);
+  for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(rnd() >> 16);
+  for (size_t i = 1; i < n; i += 2) p[i] &= 0x3b;
+  return p;
+}
+static size_t row_bytes(int type, int K) { return type == 142 ? 210 * (size_t)K / 256 : type == 141 ? 34 * (size_t)K / 32 : 144 * (size_t)K / 256; }
+
+int main(int argc, char **argv) {
+  const int nth = argc > 1 ? atoi(argv[1]) : 2, gt = argc > 2 ? atoi(argv[2]) : T_Q4_K_R16, dt = argc > 3 ? atoi(argv[3]) : T_Q6_K_R16;
+  const int T = argc > 4 ? atoi(argv[4]) : 128;
+  enum { K = 8, D = 2048, F = 768, E = 128, L = 4, R = 12 };
+  mk_ops_init();
+  mk_pool_resize(nth);
+  const size_t ge = row_bytes(gt, D) * F, de = row_bytes(dt, F) * D;
+  uint8_t *g[L], *u[L], *d[L];
+  for (int l = 0; l < L; l++) g[l] = rbuf(ge * E), u[l] = rbuf(ge * E), d[l] = rbuf(de * E);
+  float *x = malloc(sizeof(float) * (size_t)T * D), *out = malloc(sizeof(float) * (size_t)T * D), *w = malloc(sizeof(float) * (size_t)T * K);
+  int32_t *ids = malloc(sizeof(int32_t) * (size_t)T * K);
+  for (int i = 0; i < T * D; i++) x[i] = cosf((float)i);
+  for (int i = 0; i < T * K; i++) w[i] = 1.0f / K;
+  double tm[R];
+  for (int r = 0; r < R; r++) {
+    for (int t = 0; t < T; t++)
+      for (int k = 0; k < K; k++) {
+        int dup;
+        do {
+          ids[t * K + k] = (int32_t)(rnd() % E);
+          dup = 0;
+          for (int q = 0; q < k; q++) dup |= ids[t * K + q] == ids[t * K + k];
+        } while (dup);
+      }
+    mk_moe_args a = {out, x, g[r % L], u[r % L], d[r % L], gt, gt, dt, ids, w, T, K, E, F, D};
+    const double t0 = now();
+    mk_moe_ffn(&a, nth);
+    tm[r] = now() - t0;
+  }
+  qsort(tm, R, sizeof(double), cmpd);
+  const double macs = (double)T * K * 3 * D * F;
+  printf("moe-prompt T %d, types %d/%d, %d threads: %.2f ms per layer, %.1f GMAC/s (%.1f per thread); out[7] %g\n", T, gt, dt,
+         nth, tm[R / 2] * 1e3, macs / tm[R / 2] / 1e9, macs / tm[R / 2] / 1e9 / nth, out[7]);
+  return 0;
+}
