@@ -146,18 +146,18 @@ static TGT5 void dot_q8_0_512(int n, const void *w, const void *act, size_t act_
  * Each 256-bit half computes exactly the int32 lanes of the AVX2 Q6_K kernel (maddubs, then vpdpwssd in
  * place of madd + add: exact integer sums, so the same lanes), one f32 FMA of dw·dx per block into its own
  * accumulator and one hsum at the end, so results are bit-identical to kernels_avx2.c. NT == 1: tile1_q6_K_impl
- * below (two rows per vector instead). Rows r0 .. r0+NR-1 of vw, as stored (R16 == 0, r0 == 0) or in
- * T_Q6_K_R16 (R16 != 0: vw the group, r0 + NR <= 16); mk_q6_at (common.h) gives their fields.
+ * below (two rows per vector instead). Rows 0 .. NR-1 of vw as stored (T_Q6_K_R16: q6K_r16_tn below).
  */
 
-static AI TGT5 void tile2_q6_K_impl(const int R16, int n, const void *vw, size_t w_stride, int r0, const void *act,
-                                    size_t act_stride, const uint8_t *yp, float *s, size_t s_stride, const int NR,
-                                    const int NT) {
+static AI TGT5 void tile2_q6_K_impl(int n, const void *vw, size_t w_stride, const void *act, size_t act_stride,
+                                    float *s, size_t s_stride, const int NR, const int NT) {
   const int NP = (NT + 1) / 2;
   __m512 acc[4][4];
   for (int r = 0; r < NR; r++)
     for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
+  const __m512i selA = _mm512_set_epi16(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0,
+                                        1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   const int nb = n / QK_K;
   for (int i = 0; i < nb; i++) {
     const block_q8_K *x0[4], *x1[4];
@@ -172,16 +172,10 @@ static AI TGT5 void tile2_q6_K_impl(const int R16, int n, const void *vw, size_t
                                  _mm256_loadu_si256((const __m256i *)x1[p]->bsums), 1);
     }
     for (int r = 0; r < NR; r++) {
-      const mk_q6_fields w = mk_q6_at(R16, vw, w_stride, nb, r0 + r, i);
-      /* the same block of the next tile's rows (as stored: its 4 lines; repacked: its fields) */
-      const mk_q6_fields wn = mk_q6_at(R16, vw, w_stride, nb, r0 + r + NR, i);
-      if (R16) {
-        for (int c = 0; c < 4; c++) _mm_prefetch((const char *)mk_q6_ql(&wn, c), _MM_HINT_T0);
-        for (int c = 0; c < 2; c++) _mm_prefetch((const char *)mk_q6_qh(&wn, c), _MM_HINT_T0);
-        _mm_prefetch((const char *)wn.sc, _MM_HINT_T0);
-      } else {
-        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)wn.ql + 64 * l, _MM_HINT_T0);
-      }
+      const mk_q6_fields w = mk_q6_at(0, vw, w_stride, nb, r, i);
+      /* the same block of the next tile's rows: its 4 lines */
+      const mk_q6_fields wn = mk_q6_at(0, vw, w_stride, nb, r + NR, i);
+      for (int l = 0; l < 4; l++) _mm_prefetch((const char *)wn.ql + 64 * l, _MM_HINT_T0);
       const __m128i sc8 = _mm_loadu_si128((const __m128i *)w.sc);
       const __m512i sc16 = _mm512_broadcast_i64x4(_mm256_cvtepi8_epi16(sc8));
       __m512i sumi[4];
@@ -196,17 +190,14 @@ static AI TGT5 void tile2_q6_K_impl(const int R16, int n, const void *vw, size_t
         q[1] = _mm512_or_si512(_mm512_and_si512(qlB, m4), _mm512_and_si512(_mm512_slli_epi16(qh, 2), m30));
         q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(qlA, 4), m4), _mm512_and_si512(qh, m30));
         q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(qlB, 4), m4), _mm512_and_si512(_mm512_srli_epi16(qh, 2), m30));
-        for (int k = 0; k < 4; k++) {
-          const int a = 8 * h + 2 * k;
-          const __m128i idx = _mm_add_epi8(_mm_set_epi64x(0x0101010101010101LL, 0), _mm_set1_epi8((char)a));
-          sv[k] = _mm512_broadcast_i64x4(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, idx)));
-        }
+        /* words 0-7 and 16-23 <- scale a = 8h + 2k, 8-15 and 24-31 <- a + 1: one vpermw of the widened scales */
+        for (int k = 0; k < 4; k++)
+          sv[k] = _mm512_permutexvar_epi16(_mm512_add_epi16(selA, _mm512_set1_epi16((short)(8 * h + 2 * k))), sc16);
         for (int p = 0; p < NP; p++) {
           const int8_t *y0 = x0[p]->qs + 128 * h, *y1 = x1[p]->qs + 128 * h;
           for (int k = 0; k < 4; k++) {
-            const __m512i yk = yp ? _mm512_loadu_si512(yp + (((size_t)i * NP + p) * 8 + 4 * h + k) * 64)
-                                  : _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(y0 + 32 * k))),
-                                                       _mm256_loadu_si256((const __m256i *)(y1 + 32 * k)), 1);
+            const __m512i yk = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(y0 + 32 * k))),
+                                                  _mm256_loadu_si256((const __m256i *)(y1 + 32 * k)), 1);
             sumi[p] = _mm512_dpwssd_epi32(sumi[p], _mm512_maddubs_epi16(q[k], yk), sv[k]);
           }
         }
@@ -333,8 +324,58 @@ static AI TGT5 void q6K_r16_t1(int nb, const uint8_t *wg, const block_q8_K *x, f
   for (int p = 0; p < 8; p++) store_pair(s + 2 * p, acc[p], 1);
 }
 
+/*
+ * T_Q6_K_R16, NT = 2..8 tokens: pair by pair of rows ([row 2p | row 2p+1] per vector, as q6K_r16_t1), over the
+ * group's blocks; each block's q bytes and scale words are unpacked once and serve every token, whose bsums and
+ * quants are broadcast to both halves. Per token the int32 lanes, the f32 FMA per block into the token's own
+ * accumulator and the hsum are q6_K_pair1's, so the results are bit-identical to it (and to kernels_avx2.c).
+ * Per block and pair it prefetches the same fields of the next group (the next item's rows, mostly).
+ */
+static AI TGT5 void q6K_r16_tn(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, float *s,
+                               size_t s_stride, const int NT) {
+  const __m512i m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
+  const __m512i sel0 = _mm512_set_epi16(17, 17, 17, 17, 17, 17, 17, 17, 16, 16, 16, 16, 16, 16, 16, 16,
+                                        1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const size_t next = (size_t)nb * MK_Q6R16_BLOCK;
+  for (int p = 0; p < 8; p++) {
+    __m512 acc[MK_TILE_TOKENS];
+    for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+      const mk_q6_fields f0 = mk_q6_at(1, wg, 0, nb, 2 * p, i), f1 = mk_q6_at(1, wg, 0, nb, 2 * p + 1, i);
+      for (int c = 0; c < 4; c++) _mm_prefetch((const char *)mk_q6_ql(&f0, c) + next, _MM_HINT_T0);
+      for (int c = 0; c < 2; c++) _mm_prefetch((const char *)mk_q6_qh(&f0, c) + next, _MM_HINT_T0);
+      _mm_prefetch((const char *)f0.sc + next, _MM_HINT_T0);
+      const __m512i sc16 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)f0.sc)); /* rows 2p, 2p+1 */
+      __m512i q[8], sv[8];
+      for (int h = 0; h < 2; h++) {
+        const __m512i qlA = _mm512_loadu_si512(mk_q6_ql(&f0, 2 * h)), qlB = _mm512_loadu_si512(mk_q6_ql(&f0, 2 * h + 1));
+        const __m512i qh = _mm512_loadu_si512(mk_q6_qh(&f0, h));
+        q[4 * h + 0] = _mm512_ternarylogic_epi32(qlA, _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30), m4, 0xEC);
+        q[4 * h + 1] = _mm512_ternarylogic_epi32(qlB, _mm512_and_si512(_mm512_slli_epi16(qh, 2), m30), m4, 0xEC);
+        q[4 * h + 2] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(qlA, 4), _mm512_and_si512(qh, m30), m4, 0xEC);
+        q[4 * h + 3] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(qlB, 4), _mm512_and_si512(_mm512_srli_epi16(qh, 2), m30), m4, 0xEC);
+        for (int k = 0; k < 4; k++)
+          sv[4 * h + k] = _mm512_permutexvar_epi16(_mm512_add_epi16(sel0, _mm512_set1_epi16((short)(8 * h + 2 * k))), sc16);
+      }
+      const __m512 dw = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(mk_q6_d(&f0)), _mm512_set1_ps(mk_q6_d(&f1)));
+#pragma GCC unroll 8
+      for (int t = 0; t < NT; t++) {
+        const block_q8_K *x = (const block_q8_K *)(act + (size_t)t * act_stride) + i;
+        const __m512i bs = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x->bsums));
+        __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_madd_epi16(sc16, bs), 5));
+        for (int j = 0; j < 8; j++) {
+          const __m512i y = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qs + 32 * j)));
+          sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[j], y), sv[j]);
+        }
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(x->d), dw), _mm512_cvtepi32_ps(sumi), acc[t]);
+      }
+    }
+    for (int t = 0; t < NT; t++) store_pair(s + (size_t)t * s_stride + 2 * p, acc[t], 1);
+  }
+}
+
 #define Q6_CASE(R, T) \
-  case (R) * 16 + (T): tile2_q6_K_impl(0, n, w, w_stride, 0, act, act_stride, NULL, s, s_stride, R, T); break;
+  case (R) * 16 + (T): tile2_q6_K_impl(n, w, w_stride, act, act_stride, s, s_stride, R, T); break;
 #define Q6_ROW(R) Q6_CASE(R, 2) Q6_CASE(R, 3) Q6_CASE(R, 4) Q6_CASE(R, 5) Q6_CASE(R, 6) Q6_CASE(R, 7) Q6_CASE(R, 8)
 
 static TGT5 void tile_q6_K_512(int n, const void *w, size_t w_stride, int nr, const void *act, size_t act_stride,
@@ -351,9 +392,9 @@ static TGT5 void tile_q6_K_512(int n, const void *w, size_t w_stride, int nr, co
 #undef Q6_CASE
 #undef Q6_ROW
 
-/* T_Q6_K_R16 (common.h): one group of 16 rows × T tokens, s[t*s_stride + r]. One token: q6K_r16_t1; more:
- * tiles of 4 rows × up to 8 tokens through tile2_q6_K_impl on the group's fields (as the stored layout's
- * rows_times_tokens: each 4-row tile runs over the group's blocks for every token tile). */
+/* T_Q6_K_R16 (common.h): one group of 16 rows × T tokens, s[t*s_stride + r], in tiles of up to 8 tokens:
+ * one token q6K_r16_t1, more q6K_r16_tn (bench/native group-kernel q6 8 / 4 / 2, against 4-row tiles of
+ * tile2_q6_K_impl with two tokens per vector: 69-70 -> 78-80, 51-57 -> 62-71, 41 -> 55-59 GMAC/s per core). */
 TGT5 void mk_q6K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, int T, float *s,
                                size_t s_stride) {
   for (int t0 = 0; t0 < T; t0 += MK_TILE_TOKENS) {
@@ -364,31 +405,9 @@ TGT5 void mk_q6K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, si
       q6K_r16_t1(nb, wg, (const block_q8_K *)a, o);
       continue;
     }
-    /* each pair of tokens' 32-byte quant runs side by side, built once for the group's 16 rows instead of one
-     * insert per row (the same bytes in the same lanes); up to 16 blocks (K = 4096), else the inserts */
-    _Alignas(64) uint8_t ybuf[16 * 4 * 8 * 64];
-    const uint8_t *yp = NULL;
-    const int NP = (nt + 1) / 2;
-    if (nb <= 16) {
-      for (int i = 0; i < nb; i++)
-        for (int p = 0; p < NP; p++) {
-          const int t1 = 2 * p + 1 < nt ? 2 * p + 1 : 2 * p;
-          const int8_t *y0 = ((const block_q8_K *)(a + (size_t)(2 * p) * act_stride) + i)->qs;
-          const int8_t *y1 = ((const block_q8_K *)(a + (size_t)t1 * act_stride) + i)->qs;
-          for (int j = 0; j < 8; j++) { /* j = 4h + k: qs[128h + 32k ..] */
-            uint8_t *d = ybuf + (((size_t)i * NP + p) * 8 + j) * 64;
-            memcpy(d, y0 + 32 * j, 32);
-            memcpy(d + 32, y1 + 32 * j, 32);
-          }
-        }
-      yp = ybuf;
-    }
-    for (int r = 0; r < MK_R16; r += 4) {
-#define Q6R_CASE(T) \
-  case T: tile2_q6_K_impl(1, nb * QK_K, wg, 0, r, a, act_stride, yp, o + r, s_stride, 4, T); break;
-      switch (nt) { Q6R_CASE(2) Q6R_CASE(3) Q6R_CASE(4) Q6R_CASE(5) Q6R_CASE(6) Q6R_CASE(7) Q6R_CASE(8) default: break; }
-#undef Q6R_CASE
-    }
+#define Q6TN_CASE(T) case T: q6K_r16_tn(nb, wg, a, act_stride, o, s_stride, T); break;
+    switch (nt) { Q6TN_CASE(2) Q6TN_CASE(3) Q6TN_CASE(4) Q6TN_CASE(5) Q6TN_CASE(6) Q6TN_CASE(7) Q6TN_CASE(8) default: break; }
+#undef Q6TN_CASE
   }
 }
 
