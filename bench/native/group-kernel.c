@@ -13,7 +13,7 @@ int main(int argc, char **argv) {
   const int q6 = argc > 1 && !strcmp(argv[1], "q6"), nt = argc > 2 ? atoi(argv[2]) : 4, gemm = argc > 3 ? atoi(argv[3]) : 1;
   mk_ops_init(); /* the f16 table */
   const int nb = 8, reps = q6 ? 100000 : 200000, blk = q6 ? MK_Q6R16_BLOCK : MK_R16_BLOCK;
-  if (nt < 1 || nt > (q6 ? 8 : 4)) { fprintf(stderr, "tokens: 1..%d\n", q6 ? 8 : 4); return 1; }
+  if (nt < 1 || nt > (q6 ? 16 : 4)) { fprintf(stderr, "tokens: 1..%d\n", q6 ? 16 : 4); return 1; }
   uint8_t *w = aligned_alloc(64, (size_t)nb * blk);
   for (size_t i = 0; i < (size_t)nb * blk; i++) w[i] = (uint8_t)rand();
   for (int i = 0; i < nb; i++) { /* f16 1.0 scales: d (Q6_K: after ql, qh, sc), d and dmin (Q4_K: first 64 bytes) */
@@ -21,10 +21,10 @@ int main(int argc, char **argv) {
     for (int r = 0; r < (q6 ? 16 : 32); r++) d[r] = 0x3c00;
   }
   const size_t as = sizeof(block_q8_K) * nb;
-  uint8_t *a = aligned_alloc(64, as * 8);
-  for (size_t i = 0; i < as * 8; i++) a[i] = (uint8_t)(rand() % 200);
-  for (int t = 0; t < 8; t++) for (int i = 0; i < nb; i++) ((block_q8_K *)(a + t * as))[i].d = 1.0f;
-  float s[8 * 16] = {0};
+  uint8_t *a = aligned_alloc(64, as * 16);
+  for (size_t i = 0; i < as * 16; i++) a[i] = (uint8_t)(rand() % 200);
+  for (int t = 0; t < 16; t++) for (int i = 0; i < nb; i++) ((block_q8_K *)(a + t * as))[i].d = 1.0f;
+  float s[16 * 16] = {0};
   double best = 1e9;
   for (int k = 0; k < 5; k++) {
     const double t0 = now();
