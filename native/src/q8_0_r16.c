@@ -66,7 +66,8 @@ static void q8_0_r16_group_scalar(int nb, const uint8_t *wg, const uint8_t *act,
 
 /* one 544-byte block is 9 cache lines; prefetch sixteen blocks ahead (the group's blocks and the next
  * group's are contiguous). From DRAM at ~33 GB/s (bench/native matmul-stream and moe-stream, 2 threads):
- * 4 blocks ahead read at 78-87% of a plain read of the same bytes, 8 at 93-95%, 16 and 24 at 96-99%. */
+ * 4 blocks ahead read at 78-87% of a plain read of the same bytes, 8 at 93-95%, 16 and 24 at 96-99%. With 2+
+ * tokens, the next group into L2 instead (moe-prompt 2 141 141, alternating: 44-75 -> 34-45 ms per layer). */
 #ifndef Q8R16_PREFETCH
 #define Q8R16_PREFETCH (16 * MK_Q8R16_BLOCK)
 #endif
@@ -89,7 +90,10 @@ static AI TGT5 void q8_0_r16_impl(int nb, const uint8_t *wg, const uint8_t *act,
     for (int l = 0; l < 8; l++) acc[t][l] = _mm512_setzero_ps();
   for (int i = 0; i < nb; i++) {
     const uint8_t *b = wg + (size_t)i * MK_Q8R16_BLOCK;
-    for (int k = 0; k < 9; k++) _mm_prefetch((const char *)b + Q8R16_PREFETCH + 64 * k, _MM_HINT_T0);
+    if (NT > 1) /* as kernels_avx512.c q4K_r16_impl: the next group into L2 while this one runs its token tiles */
+      for (int k = 0; k < 9; k++) _mm_prefetch((const char *)b + (size_t)nb * MK_Q8R16_BLOCK + 64 * k, _MM_HINT_T1);
+    else
+      for (int k = 0; k < 9; k++) _mm_prefetch((const char *)b + Q8R16_PREFETCH + 64 * k, _MM_HINT_T0);
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b));
     __m512 d[3];
     const int32_t *xq[3], *c[3];
