@@ -305,6 +305,13 @@ static AI TGT5 void tile1_q6_K_impl(int n, const void *vw, size_t w_stride, floa
  * at ~33 GB/s (bench/native moe-stream 2 140 142, 2 threads), the MoE step read at 84% of a plain read of the
  * same bytes one block ahead, 88-92% two to four blocks ahead (matmul-stream, the output matrix: 40-50%, 59-88%).
  */
+/* One token: the repacked Q4_K and Q6_K kernels prefetch into L2 (T1), not L1: a software prefetch into L1 holds one
+ * of the core's few L1 miss buffers until its line arrives, which capped the lines in flight; into L2 the L2's
+ * many. bench/native moe-stream (QWEN3=1 HUGE=1, 2 140 142), alternating, the MoE step's GB/s over a plain read
+ * of the same bytes: T0 0.68 at 43.8 GB/s, 0.80-0.86 at 32-35; T1 0.77-0.79 at 46-48, 0.82-0.87 at 32-35. */
+#ifndef R16_PF_HINT
+#define R16_PF_HINT _MM_HINT_T1
+#endif
 #ifndef Q6R16_PREFETCH
 #define Q6R16_PREFETCH (3 * MK_Q6R16_BLOCK)
 #endif
@@ -317,7 +324,7 @@ static AI TGT5 void q6K_r16_t1(int nb, const uint8_t *wg, const block_q8_K *x, f
     q6_K_act1(x + i, &bs, y);
     const __m512 dx = _mm512_set1_ps(x[i].d);
     for (int p = 0; p < 8; p++) {
-      for (int l = 0; l < 7; l++) _mm_prefetch(b + Q6R16_PREFETCH + 64 * (7 * p + l), _MM_HINT_T0);
+      for (int l = 0; l < 7; l++) _mm_prefetch(b + Q6R16_PREFETCH + 64 * (7 * p + l), R16_PF_HINT);
       acc[p] = q6_K_pair1(1, mk_q6_at(1, wg, 0, nb, 2 * p, i), mk_q6_at(1, wg, 0, nb, 2 * p + 1, i), bs, y, dx, acc[p]);
     }
   }
@@ -436,7 +443,7 @@ TGT5 void mk_q6K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, si
  * 128 tokens, 8 per expert (EVEN=1), Q4_K gate/up/down: 24-27 -> 17-24 ms per layer; random routing, Q6_K down:
  * 32 -> 27.7). */
 #define PF(o) (NT > 1 ? _mm_prefetch((const char *)b + (size_t)nb * MK_R16_BLOCK + (o), _MM_HINT_T1) \
-                      : _mm_prefetch((const char *)b + R16_PREFETCH + (o), _MM_HINT_T0))
+                      : _mm_prefetch((const char *)b + R16_PREFETCH + (o), R16_PF_HINT))
 static AI TGT5 void q4K_r16_impl(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, float *s,
                                  size_t s_stride, const int NT, const int GEMM) {
   __m512 acc[4], accm[4];
