@@ -67,7 +67,7 @@ static void q8_0_r16_group_scalar(int nb, const uint8_t *wg, const uint8_t *act,
 /* one 544-byte block is 9 cache lines; prefetch sixteen blocks ahead (the group's blocks and the next
  * group's are contiguous). From DRAM at ~33 GB/s (bench/native matmul-stream and moe-stream, 2 threads):
  * 4 blocks ahead read at 78-87% of a plain read of the same bytes, 8 at 93-95%, 16 and 24 at 96-99%. With 2+
- * tokens, the next group into L2 instead (moe-prompt 2 141 141, alternating: 44-75 -> 34-45 ms per layer). */
+ * tokens, the next group into L2 instead (moe-prompt 2 141 141, 7 alternating pairs: 44-75 -> 34-54 ms per layer, faster in 5). */
 #ifndef Q8R16_PREFETCH
 #define Q8R16_PREFETCH (16 * MK_Q8R16_BLOCK)
 #endif
