@@ -226,35 +226,53 @@ static AI TGT5 void tile2_q6_K_impl(int n, const void *vw, size_t w_stride, cons
  * T_Q6_K_R16 group: each chunk of both in one 64-byte load) times the token's block (bsums bs, quants
  * y[4h + k] = qs[128h + 32k ..] in both halves, scale dx), into acc.
  */
-static AI TGT5 __m512 q6_K_pair1(const int R16, mk_q6_fields f0, mk_q6_fields f1, const __m512i bs, const __m512i *y,
-                                 const __m512 dx, __m512 acc) {
+/* The pair's 16 + 16 scales widened to words (row r0's, then row r1's) and its [d0 | d1]. */
+static AI TGT5 void q6_K_pair_scales(const int R16, mk_q6_fields f0, mk_q6_fields f1, __m512i *sc16, __m512 *dw) {
+  const __m256i sc8 = R16 ? _mm256_loadu_si256((const __m256i *)f0.sc) /* rows 2p, 2p+1: adjacent */
+                          : _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)f0.sc)),
+                                                    _mm_loadu_si128((const __m128i *)f1.sc), 1);
+  *sc16 = _mm512_cvtepi8_epi16(sc8);
+  *dw = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(mk_q6_d(&f0)), _mm512_set1_ps(mk_q6_d(&f1)));
+}
+
+/* Half h of the pair's block: the unsigned 6-bit q bytes q[k] of elements 128h + 32k .. (both rows) and the scale
+ * words sv[k] of their lanes (words 0-7 <- sub-block a = 8h + 2k, 8-15 <- a + 1, in each row's half). */
+static AI TGT5 void q6_K_pair_half(const int R16, mk_q6_fields f0, mk_q6_fields f1, int h, __m512i sc16, __m512i *q,
+                                   __m512i *sv) {
   const __m512i m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
   /* vpermw index for sub-blocks (a, a+1) of both rows: words 0-7 <- a, 8-15 <- a+1, 16-23 <- 16+a, 24-31 <- 17+a */
   const __m512i sel0 = _mm512_set_epi16(17, 17, 17, 17, 17, 17, 17, 17, 16, 16, 16, 16, 16, 16, 16, 16,
                                         1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-  const __m256i sc8 = R16 ? _mm256_loadu_si256((const __m256i *)f0.sc) /* rows 2p, 2p+1: adjacent */
-                          : _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)f0.sc)),
-                                                    _mm_loadu_si128((const __m128i *)f1.sc), 1);
-  const __m512i sc16 = _mm512_cvtepi8_epi16(sc8); /* row r0's 16 scales, then row r1's */
-  __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_madd_epi16(sc16, bs), 5));
-  for (int h = 0; h < 2; h++) {
 #define LD2(f, c) (R16 ? _mm512_loadu_si512(mk_q6_##f(&f0, c)) \
                        : _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)mk_q6_##f(&f0, c))), \
                                             _mm256_loadu_si256((const __m256i *)mk_q6_##f(&f1, c)), 1))
-    const __m512i qlA = LD2(ql, 2 * h), qlB = LD2(ql, 2 * h + 1), qh = LD2(qh, h);
+  const __m512i qlA = LD2(ql, 2 * h), qlB = LD2(ql, 2 * h + 1), qh = LD2(qh, h);
 #undef LD2
-    /* (a & m4) | b with b already masked to 0x30: the same bytes as the AVX2 and/or */
-    __m512i q[4];
-    q[0] = _mm512_ternarylogic_epi32(qlA, _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30), m4, 0xEC);
-    q[1] = _mm512_ternarylogic_epi32(qlB, _mm512_and_si512(_mm512_slli_epi16(qh, 2), m30), m4, 0xEC);
-    q[2] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(qlA, 4), _mm512_and_si512(qh, m30), m4, 0xEC);
-    q[3] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(qlB, 4), _mm512_and_si512(_mm512_srli_epi16(qh, 2), m30), m4, 0xEC);
-    for (int k = 0; k < 4; k++) {
-      const __m512i sv = _mm512_permutexvar_epi16(_mm512_add_epi16(sel0, _mm512_set1_epi16((short)(8 * h + 2 * k))), sc16);
-      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[k], y[4 * h + k]), sv);
-    }
+  /* (a & m4) | b with b already masked to 0x30: the same bytes as the AVX2 and/or */
+  q[0] = _mm512_ternarylogic_epi32(qlA, _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30), m4, 0xEC);
+  q[1] = _mm512_ternarylogic_epi32(qlB, _mm512_and_si512(_mm512_slli_epi16(qh, 2), m30), m4, 0xEC);
+  q[2] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(qlA, 4), _mm512_and_si512(qh, m30), m4, 0xEC);
+  q[3] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(qlB, 4), _mm512_and_si512(_mm512_srli_epi16(qh, 2), m30), m4, 0xEC);
+  for (int k = 0; k < 4; k++)
+    sv[k] = _mm512_permutexvar_epi16(_mm512_add_epi16(sel0, _mm512_set1_epi16((short)(8 * h + 2 * k))), sc16);
+}
+
+/* The lanes' bsums term, −32·(sc·bsums) by word pairs, which the block's sums start from. */
+static AI TGT5 __m512i q6_K_pair_start(__m512i sc16, __m512i bs) {
+  return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_madd_epi16(sc16, bs), 5));
+}
+
+static AI TGT5 __m512 q6_K_pair1(const int R16, mk_q6_fields f0, mk_q6_fields f1, const __m512i bs, const __m512i *y,
+                                 const __m512 dx, __m512 acc) {
+  __m512i sc16;
+  __m512 dw;
+  q6_K_pair_scales(R16, f0, f1, &sc16, &dw);
+  __m512i sumi = q6_K_pair_start(sc16, bs);
+  for (int h = 0; h < 2; h++) {
+    __m512i q[4], sv[4];
+    q6_K_pair_half(R16, f0, f1, h, sc16, q, sv);
+    for (int k = 0; k < 4; k++) sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[k], y[4 * h + k]), sv[k]);
   }
-  const __m512 dw = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(mk_q6_d(&f0)), _mm512_set1_ps(mk_q6_d(&f1)));
   return _mm512_fmadd_ps(_mm512_mul_ps(dx, dw), _mm512_cvtepi32_ps(sumi), acc);
 }
 
@@ -341,9 +359,6 @@ static AI TGT5 void q6K_r16_t1(int nb, const uint8_t *wg, const block_q8_K *x, f
  */
 static AI TGT5 void q6K_r16_tn(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, float *s,
                                size_t s_stride, const int NT) {
-  const __m512i m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
-  const __m512i sel0 = _mm512_set_epi16(17, 17, 17, 17, 17, 17, 17, 17, 16, 16, 16, 16, 16, 16, 16, 16,
-                                        1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   const size_t next = (size_t)nb * MK_Q6R16_BLOCK;
   for (int p = 0; p < 8; p++) {
     __m512 acc[MK_TILE_TOKENS];
@@ -353,24 +368,15 @@ static AI TGT5 void q6K_r16_tn(int nb, const uint8_t *wg, const uint8_t *act, si
       for (int c = 0; c < 4; c++) _mm_prefetch((const char *)mk_q6_ql(&f0, c) + next, _MM_HINT_T1);
       for (int c = 0; c < 2; c++) _mm_prefetch((const char *)mk_q6_qh(&f0, c) + next, _MM_HINT_T1);
       _mm_prefetch((const char *)f0.sc + next, _MM_HINT_T1);
-      const __m512i sc16 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)f0.sc)); /* rows 2p, 2p+1 */
-      __m512i q[8], sv[8];
-      for (int h = 0; h < 2; h++) {
-        const __m512i qlA = _mm512_loadu_si512(mk_q6_ql(&f0, 2 * h)), qlB = _mm512_loadu_si512(mk_q6_ql(&f0, 2 * h + 1));
-        const __m512i qh = _mm512_loadu_si512(mk_q6_qh(&f0, h));
-        q[4 * h + 0] = _mm512_ternarylogic_epi32(qlA, _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30), m4, 0xEC);
-        q[4 * h + 1] = _mm512_ternarylogic_epi32(qlB, _mm512_and_si512(_mm512_slli_epi16(qh, 2), m30), m4, 0xEC);
-        q[4 * h + 2] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(qlA, 4), _mm512_and_si512(qh, m30), m4, 0xEC);
-        q[4 * h + 3] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(qlB, 4), _mm512_and_si512(_mm512_srli_epi16(qh, 2), m30), m4, 0xEC);
-        for (int k = 0; k < 4; k++)
-          sv[4 * h + k] = _mm512_permutexvar_epi16(_mm512_add_epi16(sel0, _mm512_set1_epi16((short)(8 * h + 2 * k))), sc16);
-      }
-      const __m512 dw = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(mk_q6_d(&f0)), _mm512_set1_ps(mk_q6_d(&f1)));
+      __m512i sc16, q[8], sv[8];
+      __m512 dw;
+      q6_K_pair_scales(1, f0, f1, &sc16, &dw);
+      for (int h = 0; h < 2; h++) q6_K_pair_half(1, f0, f1, h, sc16, q + 4 * h, sv + 4 * h);
 #pragma GCC unroll 8
       for (int t = 0; t < NT; t++) {
         const block_q8_K *x = (const block_q8_K *)(act + (size_t)t * act_stride) + i;
         const __m512i bs = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x->bsums));
-        __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_madd_epi16(sc16, bs), 5));
+        __m512i sumi = q6_K_pair_start(sc16, bs);
         for (int j = 0; j < 8; j++) {
           const __m512i y = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qs + 32 * j)));
           sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[j], y), sv[j]);
