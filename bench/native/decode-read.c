@@ -27,11 +27,8 @@
 #include "common.h"
 #include "ops.h"
 #include "pool.h"
+#include "harness.h"
 
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
-static int cmpd(const void *a, const void *b) { const double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
-static uint32_t rs = 11;
-static uint32_t rnd(void) { rs = rs * 1664525u + 1013904223u; return rs >> 8; }
 
 /* anonymous memory in transparent huge pages, as allocPages gives the model's weight copies */
 static uint8_t *pages(size_t n) {
@@ -62,6 +59,7 @@ static void run_reads(reads *j, int nth) {
 }
 
 int main(int argc, char **argv) {
+  rs = 11; /* this harness\'s data */
   const char *shape = argc > 1 ? argv[1] : "olmoe-q8_0";
   const int nth = argc > 2 ? atoi(argv[2]) : 2, steps = argc > 3 ? atoi(argv[3]) : 64;
   int L, E, K;

@@ -8,7 +8,7 @@
 #include <time.h>
 #include "common.h"
 #include "ops.h"
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+#include "harness.h"
 int main(int argc, char **argv) {
   const int q6 = argc > 1 && !strcmp(argv[1], "q6"), nt = argc > 2 ? atoi(argv[2]) : 4, gemm = argc > 3 ? atoi(argv[3]) : 1;
   mk_ops_init(); /* the f16 table */

@@ -16,14 +16,12 @@
 #include "common.h"
 #include "ops.h"
 #include "pool.h"
+#include "harness.h"
 
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
-static int cmpd(const void *a, const void *b) { const double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 static double median(double *v, int n) { qsort(v, (size_t)n, sizeof *v, cmpd); return v[n / 2]; }
-static uint32_t rs = 5;
-static uint32_t rnd(void) { rs = rs * 1664525u + 1013904223u; return rs >> 8; }
 
 int main(int argc, char **argv) {
+  rs = 5; /* this harness\'s data */
   const int nth = argc > 1 ? atoi(argv[1]) : 2, type = argc > 2 ? atoi(argv[2]) : T_Q8_0_R16;
   const int N = argc > 3 ? atoi(argv[3]) : 50304, K = argc > 4 ? atoi(argv[4]) : 2048, R = argc > 5 ? atoi(argv[5]) : 60;
   const int src = type == T_Q4_K_R16 ? T_Q4_K : type == T_Q8_0_R16 ? T_Q8_0 : T_Q6_K;

@@ -14,21 +14,8 @@
 #include "common.h"
 #include "ops.h"
 #include "pool.h"
+#include "harness.h"
 
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
-static int cmpd(const void *a, const void *b) { const double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
-static uint32_t rs = 7;
-static uint32_t rnd(void) { rs = rs * 1664525u + 1013904223u; return rs >> 8; }
-/* random bytes in huge pages, every 16-bit word's top bits cleared (finite f16 scales) */
-static uint8_t *rbuf(size_t n) {
-  const size_t bytes = (n + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
-  uint8_t *p = (uint8_t *)aligned_alloc(2u << 20, bytes);
-  madvise(p, bytes, MADV_HUGEPAGE);
-  for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(rnd() >> 16);
-  for (size_t i = 1; i < n; i += 2) p[i] &= 0x3b;
-  return p;
-}
-static size_t row_bytes(int type, int K) { return type == 142 ? 210 * (size_t)K / 256 : type == 141 ? 34 * (size_t)K / 32 : 144 * (size_t)K / 256; }
 
 int main(int argc, char **argv) {
   const int nth = argc > 1 ? atoi(argv[1]) : 2, gt = argc > 2 ? atoi(argv[2]) : T_Q4_K_R16, dt = argc > 3 ? atoi(argv[3]) : T_Q6_K_R16;
@@ -38,11 +25,15 @@ int main(int argc, char **argv) {
    * takes experts 8t .. 8t+7 (mod E), so every expert gets T·8/E tokens */
   const int E = getenv("EXPERTS") ? atoi(getenv("EXPERTS")) : 128, L = getenv("LAYERS") ? atoi(getenv("LAYERS")) : 4;
   enum { K = 8, D = 2048, F = 768 };
+  if (E < K || E > 128 || L < 1 || L > 16 || T < 1 || R < 1) {
+    fprintf(stderr, "moe-prompt: EXPERTS 8..128, LAYERS 1..16, tokens and rounds >= 1\n");
+    return 1;
+  }
   mk_ops_init();
   mk_pool_resize(nth);
-  const size_t ge = row_bytes(gt, D) * F, de = row_bytes(dt, F) * D;
+  const size_t ge = mk_row_bytes(gt, D) * F, de = mk_row_bytes(dt, F) * D;
   uint8_t *g[16], *u[16], *d[16];
-  for (int l = 0; l < L; l++) g[l] = rbuf(ge * E), u[l] = rbuf(ge * E), d[l] = rbuf(de * E);
+  for (int l = 0; l < L; l++) g[l] = rand_weights(ge * E, 0, 1), u[l] = rand_weights(ge * E, 0, 1), d[l] = rand_weights(de * E, 0, 1);
   float *x = malloc(sizeof(float) * (size_t)T * D), *out = malloc(sizeof(float) * (size_t)T * D), *w = malloc(sizeof(float) * (size_t)T * K);
   int32_t *ids = malloc(sizeof(int32_t) * (size_t)T * K);
   for (int i = 0; i < T * D; i++) x[i] = cosf((float)i);

@@ -17,23 +17,10 @@
 #include "common.h"
 #include "ops.h"
 #include "pool.h"
+#include "harness.h"
 
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
-static int cmpd(const void *a, const void *b) { const double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
-static uint32_t rs = 7;
-static uint32_t rnd(void) { rs = rs * 1664525u + 1013904223u; return rs >> 8; }
 static size_t offset;
-/* random bytes `offset` past a page boundary, every 16-bit word's top bits cleared (finite f16 scales) */
-static uint8_t *rbuf(size_t n) {
-  const size_t bytes = (n + offset + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
-  uint8_t *p = (uint8_t *)aligned_alloc(2u << 20, bytes);
-  if (getenv("HUGE")) madvise(p, bytes, MADV_HUGEPAGE); /* as allocPages does for the model's weight copies */
-  p += offset;
-  for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(rnd() >> 16);
-  for (size_t i = 1; i < n; i += 2) p[i] &= 0x3b;
-  return p;
-}
-static size_t row_bytes(int type, int K) { return type == 14 || type == 142 ? 210 * (size_t)K / 256 : type == 141 ? 34 * (size_t)K / 32 : 144 * (size_t)K / 256; }
+static uint8_t *rbuf(size_t n) { return rand_weights(n, offset, getenv("HUGE") != NULL); }
 
 typedef struct { const uint8_t *p[128]; size_t n[128]; int cnt; _Atomic int next; uint64_t sum[256]; } same_bytes;
 __attribute__((target("avx512f"))) static void same_bytes_task(void *v, int ith, int nth) {
@@ -53,7 +40,7 @@ int main(int argc, char **argv) {
   enum { K = 8, D = 2048, L = 6, R = 200 };
   mk_ops_init();
   mk_pool_resize(nth);
-  const size_t ge = row_bytes(gt, D) * F, de = row_bytes(dt, F) * D, active = K * (2 * ge + de);
+  const size_t ge = mk_row_bytes(gt, D) * F, de = mk_row_bytes(dt, F) * D, active = K * (2 * ge + de);
   uint8_t *g[L], *u[L], *d[L];
   for (int l = 0; l < L; l++) g[l] = rbuf(ge * E), u[l] = rbuf(ge * E), d[l] = rbuf(de * E);
   const size_t big_n = (size_t)512 << 20;

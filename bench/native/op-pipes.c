@@ -4,8 +4,8 @@
  *   bench/native/build.sh op-pipes && /tmp/op-pipes        (x86-64 with AVX-512 VNNI only) */
 #include <stdio.h>
 #include <time.h>
+#include "harness.h"
 #define N 50000000L
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 static _Alignas(64) char buf[4096];
 static double ghz;
 static void report(const char *name, double s, int per_iter) {

@@ -12,8 +12,8 @@
 #include "common.h"
 #include "ops.h"
 #include "pool.h"
+#include "harness.h"
 
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 
 int main(int argc, char **argv) {
   const int nth = argc > 1 ? atoi(argv[1]) : 2, R = argc > 2 ? atoi(argv[2]) : 30;

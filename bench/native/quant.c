@@ -6,8 +6,8 @@
 #include <time.h>
 
 #include "common.h"
+#include "harness.h"
 
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 
 int main(int argc, char **argv) {
   enum { K = 2048, IT = 100000 };

@@ -317,12 +317,6 @@ static AI TGT5 void tile1_q6_K_impl(int n, const void *vw, size_t w_stride, floa
   for (int p = 0; p < NP; p++) store_pair(s + 2 * p, acc[p], 2 * p + 1 < NR);
 }
 
-/*
- * T_Q6_K_R16, one token: the 16 rows of a group, 8 pairs per block; block i of the group is one contiguous
- * 3360-byte run, prefetched Q6R16_PREFETCH bytes ahead, 7 lines per pair (53 lines a block). From DRAM
- * at ~33 GB/s (bench/native moe-stream 2 140 142, 2 threads), the MoE step read at 84% of a plain read of the
- * same bytes one block ahead, 88-92% two to four blocks ahead (matmul-stream, the output matrix: 40-50%, 59-88%).
- */
 /* One token: the repacked Q4_K and Q6_K kernels prefetch into L2 (T1), not L1: a software prefetch into L1 holds one
  * of the core's few L1 miss buffers until its line arrives, which capped the lines in flight; into L2 the L2's
  * many. bench/native moe-stream (QWEN3=1 HUGE=1, 2 140 142), alternating, the MoE step's GB/s over a plain read
@@ -330,6 +324,13 @@ static AI TGT5 void tile1_q6_K_impl(int n, const void *vw, size_t w_stride, floa
 #ifndef R16_PF_HINT
 #define R16_PF_HINT _MM_HINT_T1
 #endif
+
+/*
+ * T_Q6_K_R16, one token: the 16 rows of a group, 8 pairs per block; block i of the group is one contiguous
+ * 3360-byte run, prefetched Q6R16_PREFETCH bytes ahead, 7 lines per pair (53 lines a block). From DRAM
+ * at ~33 GB/s (bench/native moe-stream 2 140 142, 2 threads), the MoE step read at 84% of a plain read of the
+ * same bytes one block ahead, 88-92% two to four blocks ahead (matmul-stream, the output matrix: 40-50%, 59-88%).
+ */
 #ifndef Q6R16_PREFETCH
 #define Q6R16_PREFETCH (3 * MK_Q6R16_BLOCK)
 #endif
