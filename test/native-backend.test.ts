@@ -374,7 +374,7 @@ test('Q4_K, Q8_0 and Q6_K repacked by 16 rows (AVX-512, AVX2 and scalar kernels)
         const shapes = [[16, 256], [64, 512], [1040, 768], [16, 20480], ...(Q === GGMLType.Q4_K ? [] : [[50, 256], [1043, 768]])] as const;
         for (const [N, K] of shapes) {
           const w = weight('w', Q, [N, K], r), p = pack(w, N, K), n16 = N & ~15;
-          for (const T of Q === GGMLType.Q6_K ? [1, 2, 3, 4, 5, 8, 9, 37, 64] : [1, 3, 4, 5, 9, 64]) {
+          for (const T of Q === GGMLType.Q6_K ? [1, 2, 3, 4, 5, 6, 7, 8, 9, 37, 64] : [1, 3, 4, 5, 9, 64]) {
             const x = randn(T * K, r), want = new Float32Array(T * N), got = new Float32Array(T * N);
             stored(level, () => a.matmul(want, x, w.data, Q, T, N, K, 2));
             if (n16 < N) {
