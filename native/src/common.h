@@ -178,11 +178,13 @@ void mk_q8_0_r16_rows(const uint8_t *w, int K, int ngroups, const uint8_t *act, 
 
 /*
  * Q6_K rows repacked by groups of 16 (not a ggml type; made by mk_repack_r16, the same bytes per row as Q6_K).
- * One 3360-byte block holds block i of 16 consecutive rows r, each field of the 16 rows side by side and
- * ql/qh of each pair of rows (2p, 2p+1) interleaved by 32-byte chunks:
- *   [0, 2048) ql: chunk c (bytes 32c .. 32c+31, c < 4) of row r at 256p + 64c + 32(r & 1) |
- *   [2048, 3072) qh: chunk c (c < 2) at 2048 + 128p + 64c + 32(r & 1) | [3072, 3328) scales: row r at
- *   3072 + 16r | [3328, 3360) d: row r at 3328 + 2r.
+ * One 3360-byte block holds block i of 16 consecutive rows r: first, pair by pair of rows (2p, 2p+1), 384
+ * bytes of their ql and qh, the two rows interleaved by 32-byte chunks, then the scales and d of the 16 rows:
+ *   [384p, 384p + 256) ql: chunk c (bytes 32c .. 32c+31, c < 4) of row r at 384p + 64c + 32(r & 1) |
+ *   [384p + 256, 384p + 384) qh: chunk c (c < 2) at 384p + 256 + 64c + 32(r & 1) | [3072, 3328) scales:
+ *   row r at 3072 + 16r | [3328, 3360) d: row r at 3328 + 2r.
+ * The one-token kernel reads a block in address order (pair by pair), which the hardware prefetchers follow
+ * without software prefetch (kernels_avx512.c, above q6K_r16_t1).
  * So one 64-byte load gives the same chunk of both rows of a pair, [row 2p | row 2p+1], which is how the
  * one-token kernel (kernels_avx512.c q6_K_pair1) holds them: 7 inserts fewer per pair and block than loading
  * the rows' chunks one by one (bench/native group-kernel q6 1: 41.8 -> 50.0 GMAC/s per core); with more
@@ -203,8 +205,8 @@ static inline __attribute__((always_inline)) mk_q6_fields mk_q6_at(const int r16
   if (r16) {
     const uint8_t *b = w + ((size_t)(r >> 4) * (size_t)nb + (size_t)i) * MK_Q6R16_BLOCK;
     const int k = r & (MK_R16 - 1);
-    f.ql = b + 256 * (k >> 1) + 32 * (k & 1);
-    f.qh = b + 16 * 128 + 128 * (k >> 1) + 32 * (k & 1);
+    f.ql = b + 384 * (k >> 1) + 32 * (k & 1);
+    f.qh = b + 384 * (k >> 1) + 256 + 32 * (k & 1);
     f.sc = (const int8_t *)(b + 16 * 192 + 16 * k);
     f.d = b + 16 * 208 + 2 * k;
     f.cs = 64;

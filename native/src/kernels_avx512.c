@@ -317,35 +317,29 @@ static AI TGT5 void tile1_q6_K_impl(int n, const void *vw, size_t w_stride, floa
   for (int p = 0; p < NP; p++) store_pair(s + 2 * p, acc[p], 2 * p + 1 < NR);
 }
 
-/* One token: the repacked Q4_K and Q6_K kernels prefetch into L2 (T1), not L1: a software prefetch into L1 holds one
- * of the core's few L1 miss buffers until its line arrives, which capped the lines in flight; into L2 the L2's
- * many. bench/native moe-stream (QWEN3=1 HUGE=1, 2 140 142), alternating, the MoE step's GB/s over a plain read
- * of the same bytes: T0 0.68 at 43.8 GB/s, 0.80-0.86 at 32-35; T1 0.77-0.79 at 46-48, 0.82-0.87 at 32-35. */
-#ifndef R16_PF_HINT
-#define R16_PF_HINT _MM_HINT_T1
-#endif
-
 /*
- * T_Q6_K_R16, one token: the 16 rows of a group, 8 pairs per block; block i of the group is one contiguous
- * 3360-byte run, prefetched Q6R16_PREFETCH bytes ahead, 7 lines per pair (53 lines a block). From DRAM
- * at ~33 GB/s (bench/native moe-stream 2 140 142, 2 threads), the MoE step read at 84% of a plain read of the
- * same bytes one block ahead, 88-92% two to four blocks ahead (matmul-stream, the output matrix: 40-50%, 59-88%).
+ * One token: the repacked Q4_K and Q6_K kernels issue no software prefetch. Every load instruction of their
+ * fully unrolled block loop reads one fixed offset of each block in turn, a constant stride, which the core's
+ * stride prefetcher follows; software prefetches on top of it (into L1 or L2, 1-8 blocks ahead) made the
+ * stream slower. bench/native moe-stream (QWEN3=1 HUGE=1 2 140 142), alternating, the MoE step's GB/s over a
+ * plain read of the same bytes: prefetch into L2 0.75-0.88 (0.75 at 49 GB/s), none 0.90-0.94 at 31-33 GB/s and
+ * 0.81 at 50; one thread 0.76-0.78 -> 0.86. With the pair loop of q6K_r16_t1 not unrolled (one load instruction
+ * for all pairs, its stride changing within a block), no prefetch read at 0.5-0.63.
  */
-#ifndef Q6R16_PREFETCH
-#define Q6R16_PREFETCH (3 * MK_Q6R16_BLOCK)
-#endif
+/*
+ * T_Q6_K_R16, one token: the 16 rows of a group, 8 pairs per block; each pair's 384 bytes of ql and qh are
+ * contiguous (common.h), so a block is read in address order.
+ */
 static AI TGT5 void q6K_r16_t1(int nb, const uint8_t *wg, const block_q8_K *x, float *s) {
   __m512 acc[8];
   for (int p = 0; p < 8; p++) acc[p] = _mm512_setzero_ps();
   for (int i = 0; i < nb; i++) {
-    const char *b = (const char *)wg + (size_t)i * MK_Q6R16_BLOCK;
     __m512i bs, y[8];
     q6_K_act1(x + i, &bs, y);
     const __m512 dx = _mm512_set1_ps(x[i].d);
-    for (int p = 0; p < 8; p++) {
-      for (int l = 0; l < 7; l++) _mm_prefetch(b + Q6R16_PREFETCH + 64 * (7 * p + l), R16_PF_HINT);
+#pragma GCC unroll 8
+    for (int p = 0; p < 8; p++)
       acc[p] = q6_K_pair1(1, mk_q6_at(1, wg, 0, nb, 2 * p, i), mk_q6_at(1, wg, 0, nb, 2 * p + 1, i), bs, y, dx, acc[p]);
-    }
   }
   for (int p = 0; p < 8; p++) store_pair(s + 2 * p, acc[p], 1);
 }
@@ -435,22 +429,12 @@ TGT5 void mk_q6K_r16_group_512(int nb, const uint8_t *wg, const uint8_t *act, si
  * of the block sum per block) or, with gemm, ggml_gemm_q4_K_8x8_q8_K's (one per pair), lane by lane:
  * bit-identical to q4K_r16_group_scalar (ggml_compat.c).
  */
-/* every cache line is prefetched four blocks ahead (one 16-row block is 36 lines; on a 300 MB matmul ~1.5×
- * the bandwidth of no software prefetch). Where one core's bandwidth is the limit, farther pays: on 1 thread
- * (bench/native moe-stream 1 140 140) two blocks ahead read at 83-85% of a plain read of the same bytes, four to
- * eight at 91-95%, and phase-decode -t 1 of olmoe Q4_K_M had its Q4_K-down MoE calls at 1.30 -> 1.13-1.15 ms;
- * with 2 threads at ~31 GB/s (the host's bandwidth the limit) two and four are the same. */
-#ifndef R16_PREFETCH
-#define R16_PREFETCH (4 * MK_R16_BLOCK)
-#endif
-
-/* With more tokens the kernel runs a group once per tile of 4 (the first pass from memory, the rest from L1): each
- * line is prefetched into L2 a whole group ahead instead (the same line of the next group, the next work item's
- * rows), so the next group streams in while this one is computed again (bench/native moe-prompt, qwen3 shape,
- * 128 tokens, 8 per expert (EVEN=1), Q4_K gate/up/down: 24-27 -> 17-24 ms per layer; random routing, Q6_K down:
- * 32 -> 27.7). */
-#define PF(o) (NT > 1 ? _mm_prefetch((const char *)b + (size_t)nb * MK_R16_BLOCK + (o), _MM_HINT_T1) \
-                      : _mm_prefetch((const char *)b + R16_PREFETCH + (o), R16_PF_HINT))
+/* One token: no software prefetch (above q6K_r16_t1). With more tokens the kernel runs a group once per tile of
+ * 4 (the first pass from memory, the rest from L1): each line is prefetched into L2 a whole group ahead (the same
+ * line of the next group, the next work item's rows), so the next group streams in while this one is computed
+ * again (bench/native moe-prompt, qwen3 shape, 128 tokens, 8 per expert (EVEN=1), Q4_K gate/up/down: 24-27 ->
+ * 17-24 ms per layer; random routing, Q6_K down: 32 -> 27.7). */
+#define PF(o) (NT > 1 ? _mm_prefetch((const char *)b + (size_t)nb * MK_R16_BLOCK + (o), _MM_HINT_T1) : (void)0)
 static AI TGT5 void q4K_r16_impl(int nb, const uint8_t *wg, const uint8_t *act, size_t act_stride, float *s,
                                  size_t s_stride, const int NT, const int GEMM) {
   __m512 acc[4], accm[4];

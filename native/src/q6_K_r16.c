@@ -25,7 +25,7 @@ void mk_q6K_r16_pack(uint8_t *dst, const uint8_t *src, int g0, int g1, int K) {
       uint8_t *o = dst + ((size_t)g * nb + i) * MK_Q6R16_BLOCK;
       for (int r = 0; r < MK_R16; r++) {
         const uint8_t *b = src + ((size_t)(MK_R16 * g + r) * nb + i) * sizeof(block_q6_K);
-        uint8_t *ql = o + 256 * (r >> 1) + 32 * (r & 1), *qh = o + 16 * 128 + 128 * (r >> 1) + 32 * (r & 1);
+        uint8_t *ql = o + 384 * (r >> 1) + 32 * (r & 1), *qh = ql + 256;
         for (int c = 0; c < 4; c++) memcpy(ql + 64 * c, b + 32 * c, 32);
         for (int c = 0; c < 2; c++) memcpy(qh + 64 * c, b + 128 + 32 * c, 32);
         memcpy(o + 16 * 192 + 16 * r, b + 192, 16);
