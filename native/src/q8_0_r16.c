@@ -64,14 +64,11 @@ static void q8_0_r16_group_scalar(int nb, const uint8_t *wg, const uint8_t *act,
 #define TGT5 __attribute__((target("avx512f,avx512vl,avx512bw,avx512vnni,avx2,fma,f16c")))
 #define AI __attribute__((always_inline)) inline
 
-/* one 544-byte block is 9 cache lines; prefetch sixteen blocks ahead (the group's blocks and the next
- * group's are contiguous). From DRAM at ~33 GB/s (bench/native matmul-stream and moe-stream, 2 threads):
- * 4 blocks ahead read at 78-87% of a plain read of the same bytes, 8 at 93-95%, 16 and 24 at 96-99%. With 2+
- * tokens, the next group into L2 instead (moe-prompt 2 141 141, 7 alternating pairs: 44-75 -> 34-54 ms per layer, faster in 5). */
-#ifndef Q8R16_PREFETCH
-#define Q8R16_PREFETCH (16 * MK_Q8R16_BLOCK)
-#endif
-
+/* One token: no software prefetch, as the one-token Q4_K_R16 / Q6_K_R16 kernels (kernels_avx512.c, above
+ * q6K_r16_t1): each of the unrolled weight loads advances by one 544-byte block, a stride the core's prefetcher
+ * follows. bench/native moe-stream 2 141 141, alternating, the MoE step over a plain read of the same bytes:
+ * sixteen blocks ahead into L1 0.96-0.98, none 1.00-1.03 (also at 52 GB/s). With 2+ tokens, the next group into
+ * L2 (moe-prompt 2 141 141, 7 alternating pairs: 44-75 -> 34-54 ms per layer, faster in 5). */
 /* corr[t][i*8 + l] = −128·Σ_{m<4} x_t[i].qs[4l+m] for the nb blocks of nt tokens */
 static TGT5 void q8_0_r16_corr(int nb, const uint8_t *act, size_t act_stride, int nt, int32_t *corr) {
   const __m256i c128 = _mm256_set1_epi8((char)0x80);
@@ -92,8 +89,6 @@ static AI TGT5 void q8_0_r16_impl(int nb, const uint8_t *wg, const uint8_t *act,
     const uint8_t *b = wg + (size_t)i * MK_Q8R16_BLOCK;
     if (NT > 1) /* as kernels_avx512.c q4K_r16_impl: the next group into L2 while this one runs its token tiles */
       for (int k = 0; k < 9; k++) _mm_prefetch((const char *)b + (size_t)nb * MK_Q8R16_BLOCK + 64 * k, _MM_HINT_T1);
-    else
-      for (int k = 0; k < 9; k++) _mm_prefetch((const char *)b + Q8R16_PREFETCH + 64 * k, _MM_HINT_T0);
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b));
     __m512 d[3];
     const int32_t *xq[3], *c[3];
