@@ -183,8 +183,6 @@ void mk_q8_0_r16_rows(const uint8_t *w, int K, int ngroups, const uint8_t *act, 
  *   [384p, 384p + 256) ql: chunk c (bytes 32c .. 32c+31, c < 4) of row r at 384p + 64c + 32(r & 1) |
  *   [384p + 256, 384p + 384) qh: chunk c (c < 2) at 384p + 256 + 64c + 32(r & 1) | [3072, 3328) scales:
  *   row r at 3072 + 16r | [3328, 3360) d: row r at 3328 + 2r.
- * The one-token kernel reads a block in address order (pair by pair), which the hardware prefetchers follow
- * without software prefetch (kernels_avx512.c, above q6K_r16_t1).
  * So one 64-byte load gives the same chunk of both rows of a pair, [row 2p | row 2p+1], which is how the
  * one-token kernel (kernels_avx512.c q6_K_pair1) holds them: 7 inserts fewer per pair and block than loading
  * the rows' chunks one by one (bench/native group-kernel q6 1: 41.8 -> 50.0 GMAC/s per core); with more
@@ -192,6 +190,8 @@ void mk_q8_0_r16_rows(const uint8_t *w, int K, int ngroups, const uint8_t *act, 
  * layout's lanes (kernels_avx2.c q6_K_block, kernels_avx512.c q6_K_pair1) on the fields here (mk_q6_at: a
  * chunk stride of 64 instead of 32), so the results are bit-identical; q6_K_r16.c has the packing, the
  * scalar reference and the dispatch.
+ * The one-token kernel reads a block in address order (pair by pair), which the hardware prefetchers follow
+ * without software prefetch (kernels_avx512.c, above q6K_r16_t1).
  */
 #define T_Q6_K_R16 142
 #define MK_Q6R16_BLOCK (MK_R16 * (int)sizeof(block_q6_K))
