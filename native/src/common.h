@@ -190,8 +190,8 @@ void mk_q8_0_r16_rows(const uint8_t *w, int K, int ngroups, const uint8_t *act, 
  * layout's lanes (kernels_avx2.c q6_K_block, kernels_avx512.c q6_K_pair1) on the fields here (mk_q6_at: a
  * chunk stride of 64 instead of 32), so the results are bit-identical; q6_K_r16.c has the packing, the
  * scalar reference and the dispatch.
- * The one-token kernel reads a block in address order (pair by pair), which the hardware prefetchers follow
- * without software prefetch (kernels_avx512.c, above q6K_r16_t1).
+ * The one-token kernel reads a block's quants in address order (pair by pair; the scales and d lines beside
+ * them), which the hardware prefetchers follow without software prefetch (kernels_avx512.c, above q6K_r16_t1).
  */
 #define T_Q6_K_R16 142
 #define MK_Q6R16_BLOCK (MK_R16 * (int)sizeof(block_q6_K))

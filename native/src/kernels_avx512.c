@@ -320,15 +320,14 @@ static AI TGT5 void tile1_q6_K_impl(int n, const void *vw, size_t w_stride, floa
 /*
  * One token: the repacked Q4_K and Q6_K kernels issue no software prefetch. Every load instruction of their
  * fully unrolled block loop reads one fixed offset of each block in turn, a constant stride, which the core's
- * stride prefetcher follows; software prefetches on top of it (into L1 or L2, 1-8 blocks ahead) made the
- * stream slower. bench/native moe-stream (QWEN3=1 HUGE=1 2 140 142), alternating, the MoE step's GB/s over a
- * plain read of the same bytes: prefetch into L2 0.83-0.88 at 27-41 GB/s and 0.75 at 49, none
- * 0.90-0.95 at 31-35 and 0.75-0.81 at 44-50; one thread 0.76-0.78 -> 0.86. With the pair loop of q6K_r16_t1 not unrolled (one load instruction
- * for all pairs, its stride changing within a block), no prefetch read at 0.5-0.63.
- */
-/*
+ * stride prefetcher follows; software prefetches on top of it (into L1 or L2, 1-8 blocks ahead) made the stream
+ * slower. bench/native moe-stream (QWEN3=1 HUGE=1 2 140 142), alternating, the MoE step's GB/s over a plain read
+ * of the same bytes: prefetch into L2 0.83-0.88 at 27-41 GB/s and 0.75 at 49, none 0.90-0.95 at 31-35 and
+ * 0.75-0.81 at 44-50; one thread 0.76-0.78 -> 0.86. Without the unrolled pair loop below (one load instruction
+ * for all pairs, its stride changing within a block) no prefetch read at 0.33-0.64.
+ *
  * T_Q6_K_R16, one token: the 16 rows of a group, 8 pairs per block; each pair's 384 bytes of ql and qh are
- * contiguous (common.h), so a block is read in address order.
+ * contiguous (common.h), so a block's quants are read in address order.
  */
 static AI TGT5 void q6K_r16_t1(int nb, const uint8_t *wg, const block_q8_K *x, float *s) {
   __m512 acc[8];
